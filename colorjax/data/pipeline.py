@@ -1,0 +1,156 @@
+"""The grain input pipeline: records -> decoded, augmented uint8 RGB batches on the mesh.
+
+Everything here runs on CPU workers; Lab conversion and everything after it happens on the
+accelerator inside the jitted step. Each process reads its own shard of the source and yields
+its part of the global batch; `to_global_batch` assembles the global array on the mesh.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import grain
+import jax
+import numpy as np
+from PIL import Image
+
+from colorjax import images
+from colorjax.data import sources
+
+
+def _to_rgb(record: dict[str, Any]) -> np.ndarray | None:
+  """A record's image as uint8 (H, W, 3), or None (logged) when the file cannot be used."""
+  image = record["image"]
+  if isinstance(image, (str, bytes)):
+    try:
+      decoded = images.read_image(image)
+    except images.ImageError as e:
+      logging.warning("skipping %s: %s", image, e)
+      return None
+    if decoded.is_grayscale:  # A gray photo teaches the model gray; skip it, as prepare does.
+      return None
+    return images.composite_on_white(decoded.rgb, decoded.alpha)
+  image = np.asarray(image)
+  if image.ndim == 2 or image.shape[-1] == 1:
+    image = np.repeat(image.reshape(image.shape[0], image.shape[1], 1), 3, axis=-1)
+  return image[..., :3].astype(np.uint8)
+
+
+def random_resized_crop(rgb: np.ndarray, size: int, rng: np.random.Generator,
+                        min_scale: float, flip: bool) -> np.ndarray:
+  """Inception-style crop: area fraction in [min_scale, 1], aspect ratio in [3/4, 4/3]."""
+  height, width = rgb.shape[:2]
+  for _ in range(10):
+    area = height * width * rng.uniform(min_scale, 1.0)
+    aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+    crop_w = int(round(np.sqrt(area * aspect)))
+    crop_h = int(round(np.sqrt(area / aspect)))
+    if 0 < crop_w <= width and 0 < crop_h <= height:
+      break
+  else:  # Extreme aspect ratios: fall back to the largest centred square.
+    crop_h = crop_w = min(height, width)
+  top = rng.integers(0, height - crop_h + 1)
+  left = rng.integers(0, width - crop_w + 1)
+  crop = Image.fromarray(rgb[top:top + crop_h, left:left + crop_w])
+  out = np.asarray(crop.resize((size, size), Image.BILINEAR, reducing_gap=None))
+  if flip and rng.random() < 0.5:
+    out = out[:, ::-1]
+  return np.ascontiguousarray(out)
+
+
+def center_crop(rgb: np.ndarray, size: int) -> np.ndarray:
+  """Resize the shorter side to `size`, then take the central size x size square."""
+  height, width = rgb.shape[:2]
+  scale = size / min(height, width)
+  new_h, new_w = max(size, round(height * scale)), max(size, round(width * scale))
+  resized = np.asarray(Image.fromarray(rgb).resize((new_w, new_h), Image.BILINEAR))
+  top, left = (new_h - size) // 2, (new_w - size) // 2
+  return np.ascontiguousarray(resized[top:top + size, left:left + size])
+
+
+class TrainTransform(grain.transforms.RandomMap):
+  """Decode, random resized crop and flip; None for records that cannot be used."""
+
+  def __init__(self, size: int, min_scale: float, flip: bool):
+    self.size, self.min_scale, self.flip = size, min_scale, flip
+
+  def random_map(self, record: dict[str, Any], rng: np.random.Generator) -> np.ndarray | None:
+    rgb = _to_rgb(record)
+    if rgb is None:
+      return None
+    return random_resized_crop(rgb, self.size, rng, self.min_scale, self.flip)
+
+
+class EvalTransform(grain.transforms.Map):
+
+  def __init__(self, size: int):
+    self.size = size
+
+  def map(self, record: dict[str, Any]) -> np.ndarray | None:
+    rgb = _to_rgb(record)
+    return None if rgb is None else center_crop(rgb, self.size)
+
+
+def local_batch_size(global_batch_size: int) -> int:
+  """The part of the global batch this process feeds."""
+  if global_batch_size % jax.device_count():
+    raise ValueError(f"batch_size={global_batch_size} must be divisible by the number of "
+                     f"devices ({jax.device_count()})")
+  return global_batch_size // jax.process_count()
+
+
+def _process_shard(ds: grain.MapDataset) -> grain.MapDataset:
+  """Each process reads a disjoint, interleaved slice of the records."""
+  return ds[jax.process_index()::jax.process_count()]
+
+
+def _stack(batch: list[np.ndarray]) -> np.ndarray:
+  return np.stack(batch)
+
+
+def _finish(ds: grain.MapDataset, batch_size: int, data_config: Any,
+            drop_remainder: bool) -> grain.IterDataset:
+  ds = ds.filter(lambda x: x is not None)
+  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=data_config.read_threads,
+                                            prefetch_buffer_size=2 * batch_size))
+  it = it.batch(batch_size, drop_remainder=drop_remainder, batch_fn=_stack)
+  if data_config.num_workers > 0:
+    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=data_config.num_workers))
+  return it
+
+
+def create_train_dataset(config: Any) -> grain.IterDataset:
+  """An endless, shuffled, augmented stream of this process's uint8 batches (B_local, S, S, 3)."""
+  data = config.data
+  ds = grain.MapDataset.source(sources.create_source(data, train=True))
+  ds = _process_shard(ds).seed(config.seed).shuffle().repeat()
+  ds = ds.random_map(TrainTransform(data.image_size, data.min_crop_scale, data.random_flip))
+  return _finish(ds, local_batch_size(config.batch_size), data, drop_remainder=True)
+
+
+def create_eval_dataset(config: Any) -> tuple[grain.IterDataset, int]:
+  """One pass over (the first `eval.num_images` of) the eval split, and its length."""
+  data = config.data
+  source = sources.create_source(data, train=False)
+  ds = grain.MapDataset.source(source)
+  if config.eval.num_images > 0:
+    ds = ds[:config.eval.num_images]
+  num_images = len(ds)
+  ds = _process_shard(ds).map(EvalTransform(data.image_size))
+  return _finish(ds, local_batch_size(config.eval.batch_size), data, drop_remainder=False), num_images
+
+
+def to_global_batch(local_batch: np.ndarray, sharding: jax.sharding.Sharding) -> jax.Array:
+  """This process's rows -> one global array sharded over the mesh's `data` axis."""
+  return jax.make_array_from_process_local_data(sharding, local_batch)
+
+
+def pad_batch(batch: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+  """Pad a short final eval batch to `batch_size`; the mask marks the real rows."""
+  valid = batch.shape[0]
+  mask = np.arange(batch_size) < valid
+  if valid < batch_size:
+    padding = np.zeros((batch_size - valid,) + batch.shape[1:], batch.dtype)
+    batch = np.concatenate([batch, padding])
+  return batch, mask

@@ -1,0 +1,441 @@
+"""Frechet Inception Distance with the TF FID Inception-v3 in Flax Linen.
+
+The network is the one of the TF FID reference code (`inception-2015-12-05`) as ported to PyTorch
+by pytorch-fid (`pt_inception-2015-12-05-6726825d.pth`): torchvision's Inception-v3 layout with
+the FID patches (average pools that ignore padding in Mixed_5*/6*/7b, a max pool in Mixed_7c's
+pool branch, BatchNorm eps 1e-3). Features are the 2048-d output of the final average pool
+("pool3"). Inputs are RGB in [0, 1], resized to 299 x 299 bilinearly without antialiasing
+(pytorch-fid's `F.interpolate(..., align_corners=False)`) and scaled to [-1, 1].
+
+Weights are never downloaded: the user supplies a file (`config.eval.fid_weights`).
+
+File format: a NumPy `.npz` holding one float32 array per parameter, named by its path in the
+Flax param tree joined with '/', e.g. `Mixed_5b/branch1x1/conv/kernel` (HWIO) or
+`Mixed_5b/branch1x1/bn/{scale,bias,mean,var}`. The names mirror the PyTorch state dict
+(`Mixed_5b.branch1x1.conv.weight` ...), so the conversion is a rename plus a transpose, and the
+file is readable without JAX or Flax. Convert the pytorch-fid weights with
+
+  python -m colorjax.fid convert --from=pt_inception-2015-12-05-6726825d.pth --to=fid_inception.npz
+
+which needs `torch` importable (only to unpickle the .pth).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+import warnings
+from typing import Any, Mapping, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+from scipy import linalg
+from scipy.linalg import lapack
+
+FEATURE_DIM = 2048
+INPUT_SIZE = 299
+_BN_EPSILON = 1e-3  # torchvision / TF Inception BatchNorm epsilon.
+
+Params = Mapping[str, Any]
+
+
+class FrozenBatchNorm(nn.Module):
+  """Inference-only BatchNorm; all four statistics live in 'params' since nothing is trained."""
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    c = x.shape[-1]
+    scale = self.param("scale", nn.initializers.ones, (c,))
+    bias = self.param("bias", nn.initializers.zeros, (c,))
+    mean = self.param("mean", nn.initializers.zeros, (c,))
+    var = self.param("var", nn.initializers.ones, (c,))
+    return (x - mean) * (scale * jax.lax.rsqrt(var + _BN_EPSILON)) + bias
+
+
+class BasicConv(nn.Module):
+  """torchvision's BasicConv2d: bias-free conv, BatchNorm, ReLU."""
+  features: int
+  kernel: tuple[int, int]
+  strides: tuple[int, int] = (1, 1)
+  padding: tuple[int, int] = (0, 0)
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    x = nn.Conv(
+        self.features, self.kernel, self.strides,
+        padding=[(p, p) for p in self.padding], use_bias=False,
+        # He init keeps activations at unit scale through ~20 ReLU layers, so a randomly
+        # initialised network (tests, smoke runs) gives non-degenerate features.
+        kernel_init=nn.initializers.he_normal(),
+        # Full f32: TPU bf16 passes / GPU TF32 would shift the features and hence FID.
+        precision=jax.lax.Precision.HIGHEST, name="conv")(x)
+    return nn.relu(FrozenBatchNorm(name="bn")(x))
+
+
+def _avg_pool_same(x: jnp.ndarray) -> jnp.ndarray:
+  # TF's average pool divides by the number of real (unpadded) inputs: the FID patch.
+  return nn.avg_pool(x, (3, 3), (1, 1), padding=((1, 1), (1, 1)), count_include_pad=False)
+
+
+def _max_pool_same(x: jnp.ndarray) -> jnp.ndarray:
+  return nn.max_pool(x, (3, 3), (1, 1), padding=((1, 1), (1, 1)))
+
+
+def _max_pool_down(x: jnp.ndarray) -> jnp.ndarray:
+  return nn.max_pool(x, (3, 3), (2, 2))
+
+
+class InceptionA(nn.Module):
+  pool_features: int
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    b1 = BasicConv(64, (1, 1), name="branch1x1")(x)
+    b5 = BasicConv(48, (1, 1), name="branch5x5_1")(x)
+    b5 = BasicConv(64, (5, 5), padding=(2, 2), name="branch5x5_2")(b5)
+    b3 = BasicConv(64, (1, 1), name="branch3x3dbl_1")(x)
+    b3 = BasicConv(96, (3, 3), padding=(1, 1), name="branch3x3dbl_2")(b3)
+    b3 = BasicConv(96, (3, 3), padding=(1, 1), name="branch3x3dbl_3")(b3)
+    bp = BasicConv(self.pool_features, (1, 1), name="branch_pool")(_avg_pool_same(x))
+    return jnp.concatenate([b1, b5, b3, bp], axis=-1)
+
+
+class InceptionB(nn.Module):
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    b3 = BasicConv(384, (3, 3), strides=(2, 2), name="branch3x3")(x)
+    bd = BasicConv(64, (1, 1), name="branch3x3dbl_1")(x)
+    bd = BasicConv(96, (3, 3), padding=(1, 1), name="branch3x3dbl_2")(bd)
+    bd = BasicConv(96, (3, 3), strides=(2, 2), name="branch3x3dbl_3")(bd)
+    return jnp.concatenate([b3, bd, _max_pool_down(x)], axis=-1)
+
+
+class InceptionC(nn.Module):
+  channels_7x7: int
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    c7 = self.channels_7x7
+    b1 = BasicConv(192, (1, 1), name="branch1x1")(x)
+    b7 = BasicConv(c7, (1, 1), name="branch7x7_1")(x)
+    b7 = BasicConv(c7, (1, 7), padding=(0, 3), name="branch7x7_2")(b7)
+    b7 = BasicConv(192, (7, 1), padding=(3, 0), name="branch7x7_3")(b7)
+    bd = BasicConv(c7, (1, 1), name="branch7x7dbl_1")(x)
+    bd = BasicConv(c7, (7, 1), padding=(3, 0), name="branch7x7dbl_2")(bd)
+    bd = BasicConv(c7, (1, 7), padding=(0, 3), name="branch7x7dbl_3")(bd)
+    bd = BasicConv(c7, (7, 1), padding=(3, 0), name="branch7x7dbl_4")(bd)
+    bd = BasicConv(192, (1, 7), padding=(0, 3), name="branch7x7dbl_5")(bd)
+    bp = BasicConv(192, (1, 1), name="branch_pool")(_avg_pool_same(x))
+    return jnp.concatenate([b1, b7, bd, bp], axis=-1)
+
+
+class InceptionD(nn.Module):
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    b3 = BasicConv(192, (1, 1), name="branch3x3_1")(x)
+    b3 = BasicConv(320, (3, 3), strides=(2, 2), name="branch3x3_2")(b3)
+    b7 = BasicConv(192, (1, 1), name="branch7x7x3_1")(x)
+    b7 = BasicConv(192, (1, 7), padding=(0, 3), name="branch7x7x3_2")(b7)
+    b7 = BasicConv(192, (7, 1), padding=(3, 0), name="branch7x7x3_3")(b7)
+    b7 = BasicConv(192, (3, 3), strides=(2, 2), name="branch7x7x3_4")(b7)
+    return jnp.concatenate([b3, b7, _max_pool_down(x)], axis=-1)
+
+
+class InceptionE(nn.Module):
+  # The FID network's last block (Mixed_7c) max-pools its pool branch, unlike the paper.
+  max_pool_branch: bool
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    b1 = BasicConv(320, (1, 1), name="branch1x1")(x)
+    b3 = BasicConv(384, (1, 1), name="branch3x3_1")(x)
+    b3 = jnp.concatenate([
+        BasicConv(384, (1, 3), padding=(0, 1), name="branch3x3_2a")(b3),
+        BasicConv(384, (3, 1), padding=(1, 0), name="branch3x3_2b")(b3)], axis=-1)
+    bd = BasicConv(448, (1, 1), name="branch3x3dbl_1")(x)
+    bd = BasicConv(384, (3, 3), padding=(1, 1), name="branch3x3dbl_2")(bd)
+    bd = jnp.concatenate([
+        BasicConv(384, (1, 3), padding=(0, 1), name="branch3x3dbl_3a")(bd),
+        BasicConv(384, (3, 1), padding=(1, 0), name="branch3x3dbl_3b")(bd)], axis=-1)
+    pooled = _max_pool_same(x) if self.max_pool_branch else _avg_pool_same(x)
+    bp = BasicConv(192, (1, 1), name="branch_pool")(pooled)
+    return jnp.concatenate([b1, b3, bd, bp], axis=-1)
+
+
+class InceptionV3(nn.Module):
+  """FID Inception-v3 up to pool3: RGB in [0, 1], (B, H, W, 3) -> (B, 2048) float32."""
+
+  @nn.compact
+  def __call__(self, rgb01: jnp.ndarray) -> jnp.ndarray:
+    x = rgb01.astype(jnp.float32)
+    x = jax.image.resize(x, (x.shape[0], INPUT_SIZE, INPUT_SIZE, 3), "bilinear", antialias=False)
+    x = 2.0 * x - 1.0
+    x = BasicConv(32, (3, 3), strides=(2, 2), name="Conv2d_1a_3x3")(x)
+    x = BasicConv(32, (3, 3), name="Conv2d_2a_3x3")(x)
+    x = BasicConv(64, (3, 3), padding=(1, 1), name="Conv2d_2b_3x3")(x)
+    x = _max_pool_down(x)
+    x = BasicConv(80, (1, 1), name="Conv2d_3b_1x1")(x)
+    x = BasicConv(192, (3, 3), name="Conv2d_4a_3x3")(x)
+    x = _max_pool_down(x)
+    x = InceptionA(32, name="Mixed_5b")(x)
+    x = InceptionA(64, name="Mixed_5c")(x)
+    x = InceptionA(64, name="Mixed_5d")(x)
+    x = InceptionB(name="Mixed_6a")(x)
+    x = InceptionC(128, name="Mixed_6b")(x)
+    x = InceptionC(160, name="Mixed_6c")(x)
+    x = InceptionC(160, name="Mixed_6d")(x)
+    x = InceptionC(192, name="Mixed_6e")(x)
+    x = InceptionD(name="Mixed_7a")(x)
+    x = InceptionE(max_pool_branch=False, name="Mixed_7b")(x)
+    x = InceptionE(max_pool_branch=True, name="Mixed_7c")(x)
+    return jnp.mean(x, axis=(1, 2))
+
+
+@functools.cache
+def _expected_shapes() -> dict[str, tuple[int, ...]]:
+  """Flat name -> shape of every parameter, from an abstract init (no FLOPs, no memory)."""
+  abstract = jax.eval_shape(InceptionV3().init, jax.random.PRNGKey(0),
+                            jnp.zeros((1, INPUT_SIZE, INPUT_SIZE, 3), jnp.float32))
+  flat = traverse_util.flatten_dict(abstract["params"], sep="/")
+  return {name: tuple(leaf.shape) for name, leaf in flat.items()}
+
+
+def init_params(seed: int = 0) -> Params:
+  """Randomly initialised parameters (for tests and smoke runs; FID needs trained weights).
+
+  Kernels are N(0, 2 / fan_in), the scale of the module's He init, and BatchNorm is the
+  identity. They are drawn with numpy from the abstract shapes because `module.init` (jax's
+  truncated normal over 22M parameters) takes over a minute on a 2-core CPU.
+  """
+  rng = np.random.default_rng(seed)
+  bn_values = {"scale": 1.0, "bias": 0.0, "mean": 0.0, "var": 1.0}
+  flat = {}
+  for name, shape in _expected_shapes().items():
+    leaf = name.rsplit("/", 1)[1]
+    if leaf == "kernel":
+      fan_in = int(np.prod(shape[:-1]))
+      flat[name] = (rng.standard_normal(shape, np.float32) * np.sqrt(2.0 / fan_in)).astype(
+          np.float32)
+    else:
+      flat[name] = np.full(shape, bn_values[leaf], np.float32)
+  return _check_and_unflatten(flat, "init_params")
+
+
+def _check_and_unflatten(arrays: Mapping[str, np.ndarray], source: str) -> Params:
+  """Validates names and shapes against the module; returns the nested param tree."""
+  expected = _expected_shapes()
+  missing = sorted(set(expected) - set(arrays))
+  if missing:
+    raise ValueError(f"{source}: missing {len(missing)} Inception array(s), e.g. "
+                     f"{', '.join(missing[:5])}")
+  unexpected = sorted(set(arrays) - set(expected))
+  if unexpected:
+    raise ValueError(f"{source}: unexpected array(s) {', '.join(unexpected[:5])} "
+                     f"(not an FID Inception-v3 parameter file?)")
+  for name, shape in expected.items():
+    got = tuple(np.shape(arrays[name]))
+    if got != shape:
+      raise ValueError(f"{source}: array {name!r} has shape {got}, expected {shape}")
+  flat = {name: jnp.asarray(arrays[name], jnp.float32) for name in expected}
+  return traverse_util.unflatten_dict(flat, sep="/")
+
+
+def save_params(path: str, params: Params) -> None:
+  """Writes params to the `.npz` format described in the module docstring."""
+  flat = traverse_util.flatten_dict(jax.device_get(params), sep="/")
+  arrays = {name: np.asarray(leaf, np.float32) for name, leaf in flat.items()}
+  _check_and_unflatten(arrays, path)  # Never write a file that load_inception would reject.
+  # np.savez appends '.npz' to a name without it; write through a handle to keep `path` exact.
+  with open(path, "wb") as f:
+    np.savez(f, **arrays)
+
+
+def load_inception(path: str) -> tuple[InceptionV3, Params]:
+  """Loads a weight file (see the module docstring); raises ValueError naming any bad array."""
+  if not os.path.exists(path):
+    raise FileNotFoundError(
+        f"FID Inception weights {path!r} not found; convert pytorch-fid's "
+        "pt_inception-2015-12-05-6726825d.pth with `python -m colorjax.fid convert`")
+  with np.load(path, allow_pickle=False) as f:
+    arrays = {name: f[name] for name in f.files}
+  module = InceptionV3()
+  return module, _check_and_unflatten(arrays, path)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def activations(module: InceptionV3, params: Params, rgb01: jnp.ndarray) -> jnp.ndarray:
+  """Pool3 features of RGB images in [0, 1]: (B, H, W, 3) -> (B, 2048) float32 (jitted)."""
+  return module.apply({"params": params}, rgb01)
+
+
+def _psd_factor(sigma: np.ndarray) -> np.ndarray:
+  """H (dim, rank) with H @ H.T == sigma for a PSD sigma, by LAPACK's pivoted Cholesky (dpstrf).
+
+  It stops once the remaining diagonal is below LAPACK's default tolerance
+  (dim * eps * max(diag)), which defines the numerical rank.
+  """
+  c, piv, rank, info = lapack.dpstrf(sigma, tol=-1.0, lower=0)
+  if info < 0:
+    raise ValueError(f"dpstrf rejected argument {-info}")
+  factor = np.zeros((sigma.shape[0], rank), np.float64)
+  # dpstrf gives P^T sigma P = U^T U with P the permutation piv (1-based); only the first `rank`
+  # rows of U are computed.
+  factor[piv - 1] = np.triu(c)[:rank].T
+  return factor
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
+                     eps: float = 1e-6, method: str = "sqrtm") -> float:
+  """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2), in float64.
+
+  d^2 = ||mu1 - mu2||^2 + tr(sigma1) + tr(sigma2) - 2 tr((sigma1 sigma2)^(1/2)).
+
+  method="sqrtm" is the reference procedure of the TF FID code and pytorch-fid (use it for
+  numbers comparable to papers): scipy's sqrtm of sigma1 @ sigma2; if that is not finite (a
+  singular product, e.g. fewer samples than dimensions), eps is added to both diagonals and it is
+  retried; a complex result whose diagonal has an imaginary part above 1e-3 is an error, smaller
+  ones are numerical noise and dropped. At 2048-d it took 18-80 s on a busy 2-core CPU.
+
+  method="cholesky" computes the same trace, sum(sqrt(eig(S1 S2))), from a pivoted Cholesky
+  factor of sigma1 and one symmetric eigenvalue solve (no eps needed): ~4x faster at full rank
+  and ~1 s when sigma1 comes from a few samples (same busy CPU),
+  exact for singular covariances (round-off eigenvalues below 0 are clipped), and agrees with
+  "sqrtm" to ~1e-6 relative where sqrtm itself is accurate.
+  """
+  mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
+  sigma1 = np.atleast_2d(np.asarray(sigma1, np.float64))
+  sigma2 = np.atleast_2d(np.asarray(sigma2, np.float64))
+  if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != mu1.shape * 2:
+    raise ValueError(f"mismatched statistics: mu {mu1.shape} vs {mu2.shape}, "
+                     f"sigma {sigma1.shape} vs {sigma2.shape}")
+  diff = mu1 - mu2
+  if method == "sqrtm":
+    with warnings.catch_warnings():
+      # scipy warns on near-singular products; the finiteness check below handles them.
+      warnings.simplefilter("ignore", RuntimeWarning)
+      covmean = linalg.sqrtm(sigma1 @ sigma2)
+      if not np.isfinite(covmean).all():
+        offset = np.eye(sigma1.shape[0]) * eps
+        covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    if np.iscomplexobj(covmean):
+      max_imag = np.max(np.abs(np.diagonal(covmean).imag))
+      if max_imag > 1e-3:
+        raise ValueError(f"sqrtm(sigma1 @ sigma2) has an imaginary component {max_imag}")
+      covmean = covmean.real
+    tr_covmean = np.trace(covmean)
+  elif method == "cholesky":
+    # For any H with H H^T = S1, the nonzero eigenvalues of S1 S2 are those of the symmetric PSD
+    # k x k matrix H^T S2 H. A pivoted Cholesky factor stops at S1's numerical rank, so a
+    # covariance from n << dim samples costs O(dim^2 n), and a full-rank one a Cholesky plus
+    # one symmetric eigenvalue solve.
+    factor = _psd_factor(sigma1)
+    inner = factor.T @ sigma2 @ factor
+    inner_evals = linalg.eigvalsh((inner + inner.T) / 2) if inner.size else np.zeros(0)
+    tr_covmean = np.sum(np.sqrt(np.clip(inner_evals, 0.0, None)))
+  else:
+    raise ValueError(f"unknown method {method!r}; valid: 'sqrtm', 'cholesky'")
+  return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * tr_covmean)
+
+
+class FidAccumulator:
+  """Streaming mean and covariance of features in float64 (host memory: dim^2 doubles, 32 MiB).
+
+  Feed it per-batch features (`update`), combine per-host or per-shard accumulators with
+  `merge`, then read `statistics()`. The covariance is the unbiased one (divide by n - 1), as
+  `np.cov(features, rowvar=False)` in the reference code.
+  """
+
+  def __init__(self, dim: int = FEATURE_DIM):
+    self.dim = dim
+    self.count = 0
+    self._sum = np.zeros((dim,), np.float64)
+    self._outer = np.zeros((dim, dim), np.float64)
+
+  def update(self, features: np.ndarray | jnp.ndarray) -> None:
+    """Adds a (B, dim) batch of features."""
+    f = np.asarray(features, np.float64)
+    if f.ndim != 2 or f.shape[1] != self.dim:
+      raise ValueError(f"expected features of shape (B, {self.dim}), got {f.shape}")
+    self.count += f.shape[0]
+    self._sum += f.sum(axis=0)
+    self._outer += f.T @ f
+
+  def merge(self, other: "FidAccumulator") -> None:
+    """Adds another accumulator's samples to this one."""
+    if other.dim != self.dim:
+      raise ValueError(f"cannot merge dim {other.dim} into dim {self.dim}")
+    self.count += other.count
+    self._sum += other._sum
+    self._outer += other._outer
+
+  def statistics(self) -> tuple[np.ndarray, np.ndarray]:
+    """(mean (dim,), unbiased covariance (dim, dim)), float64."""
+    if self.count < 2:
+      raise ValueError(f"need at least 2 samples for a covariance, have {self.count}")
+    mu = self._sum / self.count
+    sigma = (self._outer - self.count * np.outer(mu, mu)) / (self.count - 1)
+    return mu, (sigma + sigma.T) / 2  # Exact symmetry for the eigen/sqrtm routines.
+
+
+def fid_from_accumulators(a: FidAccumulator, b: FidAccumulator, method: str = "sqrtm") -> float:
+  """FID between the feature sets of two accumulators."""
+  return frechet_distance(*a.statistics(), *b.statistics(), method=method)
+
+
+def convert_torch_state_dict(state_dict: Mapping[str, np.ndarray]) -> Params:
+  """pytorch-fid FIDInceptionA/C/E state dict (numpy arrays) -> validated Flax params.
+
+  Conv weights (O, I, kh, kw) become kernels (kh, kw, I, O); BatchNorm weight / bias /
+  running_mean / running_var become scale / bias / mean / var. The classifier (`fc.*`) and
+  `num_batches_tracked` counters are dropped: FID stops at pool3.
+  """
+  bn_names = {"weight": "scale", "bias": "bias", "running_mean": "mean", "running_var": "var"}
+  arrays = {}
+  for key, value in state_dict.items():
+    parts = key.split(".")
+    if parts[0] in ("fc", "AuxLogits") or parts[-1] == "num_batches_tracked":
+      continue
+    value = np.asarray(value, np.float32)
+    if len(parts) >= 3 and parts[-2] == "conv" and parts[-1] == "weight":
+      arrays["/".join(parts[:-1] + ["kernel"])] = value.transpose(2, 3, 1, 0)
+    elif len(parts) >= 3 and parts[-2] == "bn" and parts[-1] in bn_names:
+      arrays["/".join(parts[:-1] + [bn_names[parts[-1]]])] = value
+    else:
+      raise ValueError(f"unrecognised entry {key!r} in the Inception state dict")
+  return _check_and_unflatten(arrays, "state dict")
+
+
+def convert_pytorch_fid(src: str, dst: str) -> None:
+  """Converts pytorch-fid's `pt_inception-2015-12-05-*.pth` to this module's `.npz` format."""
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise ImportError("converting a .pth needs torch (CPU build is enough): "
+                      "pip install torch") from e
+  state_dict = torch.load(src, map_location="cpu", weights_only=True)
+  numpy_dict = {k: v.detach().cpu().numpy() for k, v in state_dict.items()}
+  save_params(dst, convert_torch_state_dict(numpy_dict))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  parser = argparse.ArgumentParser(prog="python -m colorjax.fid", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  sub = parser.add_subparsers(dest="command", required=True)
+  convert = sub.add_parser("convert", help="convert pytorch-fid weights to .npz")
+  convert.add_argument("--from", dest="src", required=True, help="pytorch-fid .pth file")
+  convert.add_argument("--to", dest="dst", required=True, help="output .npz file")
+  args = parser.parse_args(argv)
+  if args.command == "convert":
+    convert_pytorch_fid(args.src, args.dst)
+    print(f"wrote {args.dst}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,310 @@
+"""Reading images from disk or bytes: the one place colorjax decodes user images.
+
+Everything that reads a photo (the folder data source, `colorjax.prepare`, the
+colorize command) goes through `read_image`, so every caller sees the same
+handling of odd files: EXIF rotation, CMYK, 16-bit, palettes, alpha, and a
+single `ImageError` (with a short, countable `reason`) for anything that cannot
+be used. PIL's habit of silently returning a partially decoded image for a
+truncated file is switched off: a truncated file is an error, never a photo
+with a gray bottom half.
+
+Also here: `list_images` (which files in a folder count as images) and
+`hash_split` (the deterministic train/validation assignment shared by the
+folder data source and `colorjax.prepare`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import os
+import pathlib
+import warnings
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+# File extensions (lower case, without the dot) that `list_images` picks up.
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif")
+
+# Largest image (width * height) `read_image` decodes by default. 120 MP covers
+# 100 MP medium-format cameras and panoramas while refusing decompression bombs
+# (a small file that declares e.g. 40000x30000 pixels and would need GBs).
+DEFAULT_MAX_PIXELS = 120_000_000
+
+# Images whose shorter side is below this are refused by default: 1x1 spacer
+# GIFs and icons carry no colour structure worth learning.
+DEFAULT_MIN_SIDE = 16
+
+# An RGB image counts as grayscale when fewer than GRAY_MAX_FRACTION of its
+# pixels have a channel spread (max(R,G,B) - min(R,G,B)) above GRAY_TOLERANCE.
+# The tolerance absorbs JPEG chroma noise and the faint tint of scanned
+# black-and-white prints (a few levels), while any real colour, even pale skin
+# or sky, spreads the channels by tens of levels. Using a fraction instead of
+# the maximum keeps a handful of noisy pixels from making a gray photo "color".
+GRAY_TOLERANCE = 12
+GRAY_MAX_FRACTION = 0.01
+
+# The grayscale test looks at a strided subsample of at most this many pixels
+# per side, so it costs the same for a 24 MP photo as for a thumbnail.
+_GRAY_CHECK_SIDE = 512
+
+_GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+_SIXTEEN_BIT_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
+
+PathOrBytes = Union[str, os.PathLike, bytes]
+
+
+class ImageError(ValueError):
+  """A file that cannot be used as an image.
+
+  Attributes:
+    reason: a short, fixed category ("empty file", "unreadable", "not an image",
+      "truncated or corrupt", "too large", "too small") that callers count.
+    detail: a human readable explanation, e.g. "too large: 40000x30000 exceeds
+      max_pixels=120000000".
+  """
+
+  def __init__(self, reason: str, detail: str | None = None):
+    self.reason = reason
+    self.detail = detail or reason
+    super().__init__(self.detail)
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodedImage:
+  """A decoded image, upright (EXIF orientation applied).
+
+  Attributes:
+    rgb: uint8 (H, W, 3) colour channels. For images with alpha these are the
+      stored (straight, not premultiplied) colours; see `composite_on_white`.
+    rgb16: uint16 (H, W, 3) for 16-bit single-channel sources (I;16 PNG/TIFF),
+      else None. Pillow decodes 16-bit *RGB* PNGs to 8 bits itself, so those
+      arrive with rgb16=None.
+    alpha: uint8 (H, W) alpha channel, or None when the image has none.
+    mode: the PIL mode of the file as stored (e.g. "CMYK", "P", "I;16").
+    is_grayscale: True for single-channel modes and for colour images whose
+      channels are (nearly) equal (see GRAY_TOLERANCE).
+  """
+  rgb: np.ndarray
+  rgb16: np.ndarray | None
+  alpha: np.ndarray | None
+  mode: str
+  is_grayscale: bool
+
+  @property
+  def height(self) -> int:
+    return int(self.rgb.shape[0])
+
+  @property
+  def width(self) -> int:
+    return int(self.rgb.shape[1])
+
+
+def _read_bytes(source: PathOrBytes) -> bytes:
+  if isinstance(source, (bytes, bytearray, memoryview)):
+    return bytes(source)
+  try:
+    return pathlib.Path(source).read_bytes()
+  except OSError as e:
+    raise ImageError("unreadable", f"unreadable: {e.strerror or e}") from e
+
+
+def _open(data: bytes, max_pixels: int) -> Image.Image:
+  """Opens (header only) and checks the declared size before any decoding."""
+  try:
+    with warnings.catch_warnings():
+      # We apply our own max_pixels below; PIL's warning would only be noise.
+      warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+      img = Image.open(io.BytesIO(data))
+  except Image.DecompressionBombError as e:
+    raise ImageError("too large", f"too large: {e}") from e
+  except UnidentifiedImageError as e:
+    raise ImageError("not an image", "not an image: format not recognized") from e
+  except MemoryError:
+    raise
+  except Exception as e:  # PIL plugins raise many types on malformed headers.
+    raise ImageError("truncated or corrupt", f"truncated or corrupt: {e}") from e
+  width, height = img.size
+  if width * height > max_pixels:
+    raise ImageError(
+        "too large", f"too large: {width}x{height} exceeds max_pixels={max_pixels}")
+  return img
+
+
+def _load(img: Image.Image) -> Image.Image:
+  """Fully decodes, refusing partial decodes, then applies EXIF orientation."""
+  # Partial decodes must fail loudly; set it here (not only at import) because
+  # any other library in the process may have flipped this global.
+  ImageFile.LOAD_TRUNCATED_IMAGES = False
+  try:
+    img.load()
+  except MemoryError:
+    raise
+  except Exception as e:  # OSError, SyntaxError, zlib.error, struct.error ...
+    raise ImageError("truncated or corrupt", f"truncated or corrupt: {e}") from e
+  try:
+    img = ImageOps.exif_transpose(img)
+  except MemoryError:
+    raise
+  except Exception:  # Malformed EXIF: the pixels are fine, keep them unrotated.
+    pass
+  return img
+
+
+def _sixteen_bit_to_arrays(img: Image.Image) -> tuple[np.ndarray, np.ndarray]:
+  """16/32-bit integer gray -> (uint8 rgb, uint16 rgb16)."""
+  values = np.clip(np.asarray(img, dtype=np.int64), 0, 65535)
+  rgb16 = np.repeat(values.astype(np.uint16)[..., None], 3, axis=-1)
+  # Round to nearest so 65535 -> 255 and 0 -> 0 exactly.
+  gray8 = ((values * 255 + 32767) // 65535).astype(np.uint8)
+  return np.repeat(gray8[..., None], 3, axis=-1), rgb16
+
+
+def _split_alpha(img: Image.Image) -> tuple[Image.Image, np.ndarray | None]:
+  """Returns (image without alpha, alpha or None), resolving palettes first."""
+  if img.mode == "P":
+    # A palette may mark one index (or a table of them) as transparent.
+    img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+  elif img.mode == "PA":
+    img = img.convert("RGBA")
+  elif img.mode in ("RGBa", "La"):
+    img = img.convert(img.mode[:-1] + "A")  # Un-premultiply.
+  elif img.mode in ("L", "RGB") and "transparency" in img.info:
+    img = img.convert(img.mode + "A")
+  if img.mode in ("RGBA", "LA"):
+    alpha = np.asarray(img.getchannel("A"))
+    return img.convert(img.mode[:-1]), alpha
+  return img, None
+
+
+def channels_nearly_equal(rgb: np.ndarray) -> bool:
+  """Whether an RGB uint8 image is grayscale up to GRAY_TOLERANCE noise."""
+  step = max(1, max(rgb.shape[0], rgb.shape[1]) // _GRAY_CHECK_SIDE)
+  sample = rgb[::step, ::step].astype(np.int16)
+  spread = sample.max(axis=-1) - sample.min(axis=-1)
+  return float(np.mean(spread > GRAY_TOLERANCE)) < GRAY_MAX_FRACTION
+
+
+def read_image(
+    source: PathOrBytes,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    min_side: int = DEFAULT_MIN_SIDE,
+) -> DecodedImage:
+  """Decodes an image file (path or encoded bytes) into arrays.
+
+  Args:
+    source: a path or the encoded bytes of a JPEG/PNG/WebP/BMP/TIFF/GIF file.
+      Multi-frame files (GIF, TIFF) give their first frame.
+    max_pixels: refuse images with more pixels than this before decoding.
+    min_side: refuse images whose shorter side (after EXIF rotation) is below.
+
+  Returns:
+    The decoded, upright image.
+
+  Raises:
+    ImageError: with `reason` one of "empty file", "unreadable", "not an image",
+      "truncated or corrupt", "too large", "too small".
+  """
+  data = _read_bytes(source)
+  if not data:
+    raise ImageError("empty file", "empty file: 0 bytes")
+  img = _open(data, max_pixels)
+  mode = img.mode
+  img = _load(img)
+  width, height = img.size
+  if min(width, height) < min_side:
+    raise ImageError("too small", f"too small: {width}x{height} (min_side={min_side})")
+
+  img, alpha = _split_alpha(img)
+  rgb16 = None
+  if img.mode in _SIXTEEN_BIT_MODES:
+    rgb, rgb16 = _sixteen_bit_to_arrays(img)
+  else:
+    # "1", "L", "CMYK", "YCbCr", "LAB", "HSV", "RGBX", "F": PIL's conversions
+    # are exact for all but CMYK, which uses the naive (profile-free) formula.
+    rgb = np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
+  rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+  # A palette image with a gray palette is gray too: decide on the pixels.
+  is_grayscale = mode in _GRAY_MODES or channels_nearly_equal(rgb)
+  return DecodedImage(rgb=rgb, rgb16=rgb16, alpha=alpha, mode=mode, is_grayscale=is_grayscale)
+
+
+def composite_on_white(rgb: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
+  """Flattens straight alpha onto a white background (uint8 in and out).
+
+  Transparent pixels often hold arbitrary colours (black, or leftovers from
+  editing); white makes them neutral (a=b=0 in Lab), which is the least wrong
+  colour target for a region that has no colour.
+  """
+  if alpha is None:
+    return rgb
+  a = alpha.astype(np.float32)[..., None] / 255.0
+  out = rgb.astype(np.float32) * a + 255.0 * (1.0 - a)
+  return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def _is_image_name(name: str) -> bool:
+  return name.rsplit(".", 1)[-1].lower() in IMAGE_EXTENSIONS and "." in name
+
+
+def list_images(folder: str | os.PathLike) -> list[str]:
+  """All image files under `folder`, recursively, in a deterministic order.
+
+  Extensions are matched case-insensitively against IMAGE_EXTENSIONS. Hidden
+  files and folders (name starting with ".") are skipped: they are things like
+  macOS "._IMG_0001.jpg" resource forks or thumbnail caches, not photos.
+
+  Args:
+    folder: the root folder.
+
+  Returns:
+    Paths (str, `folder` joined with the relative path) sorted by their
+    relative POSIX path, so the order is the same on every machine and file
+    system.
+
+  Raises:
+    NotADirectoryError: if `folder` is not a directory.
+  """
+  root = pathlib.Path(folder)
+  if not root.is_dir():
+    raise NotADirectoryError(f"not a folder: {root}")
+  found = []
+  for dirpath, dirnames, filenames in os.walk(root):
+    dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+    for name in filenames:
+      path = pathlib.Path(dirpath) / name
+      if not name.startswith(".") and _is_image_name(name) and path.is_file():
+        found.append(path)
+  found.sort(key=lambda p: p.relative_to(root).as_posix())
+  return [os.fspath(p) for p in found]
+
+
+def relative_key(path: str | os.PathLike, root: str | os.PathLike) -> str:
+  """The POSIX-style path of `path` relative to `root` (the key `hash_split` takes)."""
+  return pathlib.Path(path).relative_to(root).as_posix()
+
+
+def hash_split(relative_path: str, validation_percent: float) -> str:
+  """Assigns a file to "train" or "validation" from a stable hash of its path.
+
+  sha1 (not Python's salted `hash()`) makes the assignment identical across
+  runs, processes and machines, and independent of which other files exist:
+  adding photos to a folder never moves old ones between splits. Separators
+  are normalized to "/" so Windows and POSIX paths agree.
+
+  Args:
+    relative_path: the file's path relative to the dataset root.
+    validation_percent: share of files (0..100) that go to validation.
+
+  Returns:
+    "train" or "validation".
+  """
+  if not 0 <= validation_percent <= 100:
+    raise ValueError(f"validation_percent must be in [0, 100], got {validation_percent}")
+  key = relative_path.replace("\\", "/").encode("utf-8")
+  bucket = int.from_bytes(hashlib.sha1(key).digest()[:8], "big") % 10_000
+  return "validation" if bucket < validation_percent * 100 else "train"

@@ -1,0 +1,33 @@
+"""Entry point: `python -m colorjax.main --config=configs/lsgan.py --workdir=DIR [--mode=eval]`."""
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, event files, samples and eval.")
+flags.DEFINE_enum("mode", "train", ["train", "eval"], "Train (resuming) or evaluate a checkpoint.")
+config_flags.DEFINE_config_file("config", None, "Config file; override keys with --config.KEY=V.",
+                                lock_config=True)
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  from colorjax import distributed, tf_utils  # pylint: disable=g-import-not-at-top
+  tf_utils.hide_tf_from_accelerators()  # TF (TFDS, clu) must not grab GPU memory.
+  distributed.initialize()
+  import jax  # pylint: disable=g-import-not-at-top
+  from colorjax import train  # pylint: disable=g-import-not-at-top
+  logging.info("JAX process %d of %d; local devices %s", jax.process_index(),
+               jax.process_count(), jax.local_devices())
+  if FLAGS.mode == "train":
+    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  else:
+    train.evaluate_checkpoint(FLAGS.config, FLAGS.workdir)
+
+
+if __name__ == "__main__":
+  app.run(main)

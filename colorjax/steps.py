@@ -1,0 +1,251 @@
+"""Train state and the jitted train / eval steps: small pure functions of arrays.
+
+The static parts of a step (modules, optimizers, loss weights) live in a frozen `StepParts`
+closed over by the step; the state and the batch are the only traced arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from colorjax import metrics as metrics_lib
+from colorjax import objectives
+from colorjax.color import lab
+
+PyTree = Any
+
+
+@flax.struct.dataclass
+class NetState:
+  params: PyTree
+  batch_stats: PyTree
+  opt_state: PyTree
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  g: NetState
+  d: NetState | None  # None for objectives without a discriminator.
+  ema_params: PyTree  # Exponential moving average of the generator's params.
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+  """The loss weights and GAN options a step needs, as static Python values."""
+  gan_weight: float = 1.0
+  l1_weight: float = 100.0
+  l2_weight: float = 0.0
+  ce_weight: float = 0.0
+  n_critic: int = 1
+  gp_weight: float = 0.0
+  clip: float = 0.0
+  label_smoothing: float = 0.0
+  noisy_labels: bool = False
+  flip_prob: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class StepParts:
+  """Everything static about a step."""
+  generator: nn.Module
+  discriminator: nn.Module | None
+  objective: objectives.Objective | None
+  g_tx: optax.GradientTransformation
+  d_tx: optax.GradientTransformation | None
+  loss: LossConfig
+  ema_decay: float
+  # (logits, l_norm) -> normalised ab; decodes classification outputs (annealed mean).
+  decode: Callable[[dict[str, jax.Array]], jax.Array] = lambda out: out["ab"]
+  # (out, true_ab_norm) -> scalar; the rebalanced cross-entropy for classification.
+  classification_loss: Callable[[dict[str, jax.Array], jax.Array], jax.Array] | None = None
+
+
+# ------------------------------------------------------------------------------------------
+# State.
+# ------------------------------------------------------------------------------------------
+def _init_net(module: nn.Module, tx: optax.GradientTransformation, rng: jax.Array,
+              *inputs: jax.Array) -> NetState:
+  params_rng, dropout_rng = jax.random.split(rng)
+  variables = module.init({"params": params_rng, "dropout": dropout_rng}, *inputs, train=False)
+  params = variables["params"]
+  return NetState(params=params, batch_stats=variables.get("batch_stats", {}),
+                  opt_state=tx.init(params))
+
+
+def init_state(parts: StepParts, rng: jax.Array, image_shape: tuple[int, ...]) -> TrainState:
+  """A fresh state for batches of uint8 RGB images of `image_shape` (B, H, W, 3)."""
+  g_rng, d_rng = jax.random.split(rng)
+  l = jnp.zeros(image_shape[:-1] + (1,), jnp.float32)
+  ab = jnp.zeros(image_shape[:-1] + (2,), jnp.float32)
+  g = _init_net(parts.generator, parts.g_tx, g_rng, l)
+  d = _init_net(parts.discriminator, parts.d_tx, d_rng, l, ab) if parts.discriminator else None
+  return TrainState(step=jnp.zeros((), jnp.int32), g=g, d=d, ema_params=g.params)
+
+
+# ------------------------------------------------------------------------------------------
+# Forward passes.
+# ------------------------------------------------------------------------------------------
+def generate(parts: StepParts, params: PyTree, batch_stats: PyTree, l: jax.Array,
+             rng: jax.Array) -> tuple[dict[str, jax.Array], PyTree]:
+  """Generator in training mode: outputs and updated BatchNorm statistics."""
+  out, mutated = parts.generator.apply({"params": params, "batch_stats": batch_stats}, l,
+                                       train=True, rngs={"dropout": rng},
+                                       mutable=["batch_stats"])
+  return out, mutated.get("batch_stats", batch_stats)
+
+
+def discriminate(parts: StepParts, params: PyTree, batch_stats: PyTree, l: jax.Array,
+                 ab: jax.Array) -> tuple[jax.Array, PyTree]:
+  out, mutated = parts.discriminator.apply({"params": params, "batch_stats": batch_stats}, l,
+                                           ab, train=True, mutable=["batch_stats"])
+  return out, mutated.get("batch_stats", batch_stats)
+
+
+# ------------------------------------------------------------------------------------------
+# Losses.
+# ------------------------------------------------------------------------------------------
+def discriminator_loss(parts: StepParts, params: PyTree, batch_stats: PyTree, l: jax.Array,
+                       real_ab: jax.Array, fake_ab: jax.Array,
+                       rng: jax.Array) -> tuple[jax.Array, tuple[PyTree, dict[str, jax.Array]]]:
+  """The objective's D loss (+ gradient penalty), new BatchNorm stats and logged terms."""
+  cfg = parts.loss
+  label_rng, gp_rng = jax.random.split(rng)
+  real_target, fake_target = objectives.label_targets(
+      label_rng, l.shape[0], smoothing=cfg.label_smoothing, noisy=cfg.noisy_labels,
+      flip_prob=cfg.flip_prob)
+  real_out, batch_stats = discriminate(parts, params, batch_stats, l, real_ab)
+  fake_out, batch_stats = discriminate(parts, params, batch_stats, l, fake_ab)
+  gan = parts.objective.d_loss(real_out, fake_out, real_target, fake_target)
+  terms = {"d_gan": gan, "d_real_out": jnp.mean(real_out), "d_fake_out": jnp.mean(fake_out)}
+  total = gan
+  if cfg.gp_weight > 0:
+    critic = lambda ab: discriminate(parts, params, batch_stats, l, ab)[0]
+    terms["d_gp"] = objectives.gradient_penalty(critic, real_ab, fake_ab, gp_rng)
+    total = total + cfg.gp_weight * terms["d_gp"]
+  terms["d_loss"] = total
+  return total, (batch_stats, terms)
+
+
+def generator_loss(parts: StepParts, g_out: dict[str, jax.Array], d: NetState | None,
+                   l: jax.Array, true_ab: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """G* = w_gan L_GAN + w_l1 L_L1 + w_l2 L_L2 + w_ce L_CE, as a function of G's outputs."""
+  cfg = parts.loss
+  pred_ab = parts.decode(g_out) if cfg.ce_weight > 0 and cfg.l1_weight + cfg.l2_weight > 0 \
+      else g_out["ab"]
+  terms = {f"g_{k}": v for k, v in objectives.reconstruction_losses(pred_ab, true_ab).items()}
+  total = cfg.l1_weight * terms["g_l1"] + cfg.l2_weight * terms["g_l2"]
+  if parts.classification_loss is not None and cfg.ce_weight > 0:
+    terms["g_ce"] = parts.classification_loss(g_out, true_ab)
+    total = total + cfg.ce_weight * terms["g_ce"]
+  if d is not None:
+    fake_out, _ = discriminate(parts, d.params, d.batch_stats, l, pred_ab)
+    terms["g_gan"] = parts.objective.g_loss(fake_out)
+    total = total + cfg.gan_weight * terms["g_gan"]
+  terms["g_loss"] = total
+  return total, terms
+
+
+# ------------------------------------------------------------------------------------------
+# Updates.
+# ------------------------------------------------------------------------------------------
+def _apply_gradients(tx: optax.GradientTransformation, net: NetState, grads: PyTree,
+                     batch_stats: PyTree) -> NetState:
+  updates, opt_state = tx.update(grads, net.opt_state, net.params)
+  return NetState(params=optax.apply_updates(net.params, updates), batch_stats=batch_stats,
+                  opt_state=opt_state)
+
+
+def update_discriminator(parts: StepParts, d: NetState, l: jax.Array, real_ab: jax.Array,
+                         fake_ab: jax.Array, rng: jax.Array) -> tuple[NetState, dict[str, Any]]:
+  """One discriminator (critic) update on a batch of real and generated ab."""
+  grad_fn = jax.value_and_grad(discriminator_loss, argnums=1, has_aux=True)
+  (_, (batch_stats, terms)), grads = grad_fn(parts, d.params, d.batch_stats, l, real_ab,
+                                             fake_ab, rng)
+  d = _apply_gradients(parts.d_tx, d, grads, batch_stats)
+  if parts.loss.clip > 0:
+    d = d.replace(params=objectives.clip_weights(d.params, parts.loss.clip))
+  terms["d_grad_norm"] = optax.global_norm(grads)
+  return d, terms
+
+
+def train_discriminator(parts: StepParts, state: TrainState, l: jax.Array, real_ab: jax.Array,
+                        fake_ab: jax.Array, rng: jax.Array) -> tuple[NetState, dict[str, Any]]:
+  """`n_critic` D updates inside one jitted step (a fori_loop, not a retraced Python loop).
+
+  The first update uses the generator output of this step; later ones draw fresh samples (new
+  dropout noise) from the current generator, as WGAN's critic loop does.
+  """
+  d, terms = update_discriminator(parts, state.d, l, real_ab, fake_ab, rng)
+  if parts.loss.n_critic == 1:
+    return d, terms
+
+  def body(i, carry):
+    d, _ = carry
+    sample_rng, update_rng = jax.random.split(jax.random.fold_in(rng, i))
+    fake, _ = generate(parts, state.g.params, state.g.batch_stats, l, sample_rng)
+    return update_discriminator(parts, d, l, real_ab,
+                                jax.lax.stop_gradient(parts.decode(fake)), update_rng)
+
+  return jax.lax.fori_loop(1, parts.loss.n_critic, body, (d, terms))
+
+
+def _ema(decay: float, ema: PyTree, params: PyTree) -> PyTree:
+  if decay <= 0:
+    return params
+  return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
+
+
+def train_step(parts: StepParts, base_rng: jax.Array, state: TrainState,
+               rgb: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
+  """Lab conversion, then n_critic D updates, then one G update, for a uint8 RGB batch.
+
+  The generator runs forward once: `jax.vjp` keeps its backward pass for after D's update,
+  when the G loss (against the updated D, as in pix2pix) gives the cotangent of its outputs.
+  """
+  rng = jax.random.fold_in(base_rng, state.step)
+  g_rng, d_rng = jax.random.split(rng)
+  l, true_ab = lab.uint8_to_model_inputs(rgb)
+
+  forward = lambda params: generate(parts, params, state.g.batch_stats, l, g_rng)
+  g_out, g_vjp, g_batch_stats = jax.vjp(forward, state.g.params, has_aux=True)
+
+  d, metrics = state.d, {}
+  if d is not None:
+    fake_ab = jax.lax.stop_gradient(parts.decode(g_out))
+    d, metrics = train_discriminator(parts, state, l, true_ab, fake_ab, d_rng)
+
+  loss_grad = jax.value_and_grad(generator_loss, argnums=1, has_aux=True)
+  (_, g_terms), out_cotangent = loss_grad(parts, g_out, d, l, true_ab)
+  (g_grads,) = g_vjp(out_cotangent)
+  g = _apply_gradients(parts.g_tx, state.g, g_grads, g_batch_stats)
+  metrics.update(g_terms, g_grad_norm=optax.global_norm(g_grads),
+                 g_param_norm=optax.global_norm(g.params))
+  new_state = TrainState(step=state.step + 1, g=g, d=d,
+                         ema_params=_ema(parts.ema_decay, state.ema_params, g.params))
+  return new_state, metrics
+
+
+# ------------------------------------------------------------------------------------------
+# Evaluation.
+# ------------------------------------------------------------------------------------------
+def predict_ab(parts: StepParts, state: TrainState, l: jax.Array) -> jax.Array:
+  """Normalised ab from the EMA generator in inference mode."""
+  out = parts.generator.apply({"params": state.ema_params, "batch_stats": state.g.batch_stats},
+                              l, train=False)
+  return parts.decode(out)
+
+
+def eval_step(parts: StepParts, state: TrainState, rgb: jax.Array) -> dict[str, jax.Array]:
+  """Per-image metrics (B,) of the model and of the gray baseline, plus the predictions."""
+  l, true_ab = lab.uint8_to_model_inputs(rgb)
+  pred_ab = predict_ab(parts, state, l)
+  per_image = metrics_lib.image_metrics(l, pred_ab, true_ab)
+  return per_image, lab.model_outputs_to_rgb(l, pred_ab)

@@ -1,0 +1,339 @@
+"""Training and evaluation loop: one jitted step over a mesh of all devices.
+
+Reads top to bottom: setup, mesh, input, models, state, step, restore, loop. Evaluation
+(`evaluate`) restores the same state and scores the eval split.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+import math
+import os
+import signal
+import time
+from typing import Any, Iterator
+
+from absl import logging
+from clu import metric_writers
+from clu import periodic_actions
+import jax
+from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding, PartitionSpec as P
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from colorjax import checkpointing
+from colorjax import distributed
+from colorjax import models
+from colorjax import objectives
+from colorjax import optim
+from colorjax import steps
+from colorjax import visualize
+from colorjax.color import lab
+from colorjax.data import pipeline
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+class NonFiniteLossError(FloatingPointError):
+  """A loss or gradient norm became NaN or Inf; the last good checkpoint is kept."""
+
+
+# ------------------------------------------------------------------------------------------
+# Building blocks from config.
+# ------------------------------------------------------------------------------------------
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Fails fast, with the valid choices, on values the trainer cannot use."""
+  if config.dtype not in DTYPES:
+    raise ValueError(f"dtype {config.dtype!r} is not one of {sorted(DTYPES)}")
+  models.GENERATORS.get(config.model.generator)
+  uses_gan = config.loss.gan != "none"
+  if uses_gan:
+    objectives.OBJECTIVES.get(config.loss.gan)
+    if config.model.discriminator == "none":
+      raise ValueError(f"loss.gan={config.loss.gan!r} needs a discriminator; "
+                       f"choose one of {models.DISCRIMINATORS.names()}")
+    models.DISCRIMINATORS.get(config.model.discriminator)
+  for key in ("num_train_steps", "log_every_steps", "checkpoint_every_steps",
+              "eval_every_steps", "batch_size"):
+    if config[key] <= 0:
+      raise ValueError(f"{key} must be positive, got {config[key]}")
+  if config.batch_size % jax.device_count():
+    raise ValueError(f"batch_size={config.batch_size} must be divisible by the number of "
+                     f"devices ({jax.device_count()})")
+
+
+def make_step_parts(config: ml_collections.ConfigDict) -> steps.StepParts:
+  dtype = DTYPES[config.dtype]
+  generator = models.build_generator(config.model.generator,
+                                     config.model.generator_kwargs.to_dict(), dtype)
+  g_schedule, d_schedule = optim.make_schedules(config)
+  objective, discriminator, d_tx = None, None, None
+  if config.loss.gan != "none":
+    fields = {"margin": config.loss.ebgan_margin} if (
+        config.loss.gan == "ebgan" and config.loss.ebgan_margin > 0) else {}
+    objective = objectives.make_objective(config.loss.gan, **fields)
+    discriminator = models.build_discriminator(
+        config.model.discriminator, config.model.discriminator_kwargs.to_dict(), dtype)
+    d_tx = optim.make_optimizer(config.optimizer, d_schedule)
+  loss = steps.LossConfig(**{f: config.loss[f] for f in steps.LossConfig.__dataclass_fields__})
+  return steps.StepParts(generator=generator, discriminator=discriminator, objective=objective,
+                         g_tx=optim.make_optimizer(config.optimizer, g_schedule), d_tx=d_tx,
+                         loss=loss, ema_decay=config.model.ema_decay)
+
+
+def _rngs(seed: int) -> tuple[jax.Array, jax.Array]:
+  """(init key, base key of the step): one key per run, folded with the step inside it."""
+  init_rng, step_rng = jax.random.split(jax.random.key(seed))
+  return init_rng, step_rng
+
+
+def _shardings(mesh: jax.sharding.Mesh) -> tuple[NamedSharding, NamedSharding]:
+  """(replicated, batch sharded over the `data` axis)."""
+  return NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+
+
+def create_state(config: ml_collections.ConfigDict, parts: steps.StepParts,
+                 mesh: jax.sharding.Mesh) -> tuple[Any, Any, Any]:
+  """(init function, abstract state, state shardings): parameters replicated on the mesh."""
+  replicated, _ = _shardings(mesh)
+  size = config.data.image_size
+  init = functools.partial(steps.init_state, parts,
+                           image_shape=(config.batch_size, size, size, 3))
+  abstract = jax.eval_shape(init, _rngs(config.seed)[0])
+  state_shardings = jax.tree.map(lambda _: replicated, abstract)
+  return init, abstract, state_shardings
+
+
+# ------------------------------------------------------------------------------------------
+# Logging helpers.
+# ------------------------------------------------------------------------------------------
+def summarize_metrics(history: list[dict[str, Any]], first_step: int) -> dict[str, float]:
+  """Means over the logging window; raises naming the first step and term that is not finite."""
+  host = jax.device_get(history)
+  for offset, metrics in enumerate(host):
+    bad = sorted(k for k, v in metrics.items() if not np.all(np.isfinite(v)))
+    if bad:
+      raise NonFiniteLossError(
+          f"non-finite {', '.join(bad)} at step {first_step + offset + 1}; stopping. The last "
+          "good checkpoint is kept: lower the learning rate or check the data, then restart.")
+  return {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+
+
+class _StopRequest:
+  """SIGTERM / SIGINT ask the loop to finish its step, checkpoint and exit cleanly."""
+
+  def __init__(self):
+    self.signal_name = None
+    self._previous = {}
+
+  def __enter__(self):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    self.signal_name = signal.Signals(signum).name
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+def _flat_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  flat = {}
+  def visit(prefix, node):
+    for key, value in node.items():
+      if isinstance(value, (dict, ml_collections.ConfigDict)):
+        visit(f"{prefix}{key}.", value)
+      else:
+        flat[f"{prefix}{key}"] = value
+  visit("", config)
+  return flat
+
+
+# ------------------------------------------------------------------------------------------
+# Training.
+# ------------------------------------------------------------------------------------------
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps.TrainState:
+  """Trains (resuming from `workdir` if it holds checkpoints) and evaluates on schedule."""
+  # --- Setup.
+  validate_config(config)
+  os.makedirs(workdir, exist_ok=True)
+  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  writer.write_hparams(_flat_hparams(config))
+
+  # --- Mesh: every device of every process on one `data` axis.
+  mesh = distributed.make_data_mesh()
+  replicated, batch_sharding = _shardings(mesh)
+  logging.info("mesh %s over %d devices in %d processes", mesh.shape, jax.device_count(),
+               jax.process_count())
+
+  # --- Input: this process's share of the global batch, as uint8 RGB.
+  train_iter = iter(pipeline.create_train_dataset(config))
+
+  # --- Models and the static parts of the step.
+  parts = make_step_parts(config)
+
+  # --- State, born sharded.
+  init, abstract_state, state_shardings = create_state(config, parts, mesh)
+  init_rng, step_rng = _rngs(config.seed)
+
+  # --- Step.
+  train_step = jax.jit(functools.partial(steps.train_step, parts, step_rng),
+                       in_shardings=(state_shardings, batch_sharding),
+                       out_shardings=(state_shardings, replicated), donate_argnums=0)
+
+  # --- Restore: always resume from the workdir first.
+  manager = checkpointing.make_manager(workdir, config.max_checkpoints_to_keep)
+  if manager.latest_step() is not None:
+    abstract = checkpointing.abstract_with_shardings(abstract_state, state_shardings)
+    state = checkpointing.restore(manager, manager.latest_step(), abstract, train_iter)
+    logging.info("resumed from step %d in %s", int(state.step), workdir)
+  else:
+    state = jax.jit(init, out_shardings=state_shardings)(init_rng)
+  first_step = int(state.step)
+
+  # --- Loop.
+  g_schedule, d_schedule = optim.make_schedules(config)
+  report_progress = periodic_actions.ReportProgress(num_train_steps=config.num_train_steps,
+                                                    writer=writer, every_secs=30)
+  history, window_start, window_time = [], first_step, time.perf_counter()
+  step = first_step
+  with _StopRequest() as stop, metric_writers.ensure_flushes(writer):
+    while step < config.num_train_steps:
+      batch = pipeline.to_global_batch(next(train_iter), batch_sharding)
+      state, metrics = train_step(state, batch)
+      step += 1
+      history.append(metrics)
+      report_progress(step, time.time())
+
+      if step % config.log_every_steps == 0 or step == config.num_train_steps:
+        summary = summarize_metrics(history, window_start)
+        elapsed = time.perf_counter() - window_time
+        summary["images_per_sec"] = len(history) * config.batch_size / elapsed
+        summary["g_learning_rate"] = float(g_schedule(step - 1))
+        if parts.discriminator is not None:
+          summary["d_learning_rate"] = float(d_schedule(step - 1))
+        writer.write_scalars(step, summary)
+        history, window_start, window_time = [], step, time.perf_counter()
+
+      stop_now = stop.signal_name is not None or manager.reached_preemption(step)
+      if step % config.checkpoint_every_steps == 0 or step == config.num_train_steps or stop_now:
+        if history:  # Never checkpoint a state whose losses were not checked.
+          summarize_metrics(history, window_start)
+        checkpointing.save(manager, step, state, train_iter)
+      if step % config.sample_every_steps == 0 or step % config.eval_every_steps == 0:
+        evaluate(config, workdir, parts, state, mesh, writer, step,
+                 with_metrics=step % config.eval_every_steps == 0)
+      if stop_now:
+        logging.warning("%s received: saved a checkpoint at step %d in %s; rerun the same "
+                        "command to resume", stop.signal_name or "preemption", step, workdir)
+        break
+  manager.wait_until_finished()
+  manager.close()
+  return state
+
+
+# ------------------------------------------------------------------------------------------
+# Evaluation.
+# ------------------------------------------------------------------------------------------
+def _eval_batches(config: ml_collections.ConfigDict,
+                  sharding: NamedSharding) -> tuple[Iterator[tuple[jax.Array, jax.Array]], int]:
+  """Global (images, mask) batches; every process yields the same number of them."""
+  dataset, num_images = pipeline.create_eval_dataset(config)
+  local_size = pipeline.local_batch_size(config.eval.batch_size)
+  per_process = math.ceil(num_images / jax.process_count())
+  num_batches = math.ceil(per_process / local_size)
+  size = config.data.image_size
+  empty = np.zeros((0, size, size, 3), np.uint8)
+
+  def batches():
+    local = iter(dataset)
+    for _ in range(num_batches):
+      images, mask = pipeline.pad_batch(next(local, empty), local_size)
+      yield (pipeline.to_global_batch(images, sharding),
+             pipeline.to_global_batch(mask, sharding))
+  return batches(), num_batches
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str, parts: steps.StepParts,
+             state: steps.TrainState, mesh: jax.sharding.Mesh,
+             writer: metric_writers.MetricWriter, step: int,
+             with_metrics: bool = True) -> dict[str, float]:
+  """Scores the eval split (model and gray baseline), writes JSON, scalars and a sample grid."""
+  replicated, batch_sharding = _shardings(mesh)
+  eval_step = jax.jit(functools.partial(steps.eval_step, parts),
+                      out_shardings=(batch_sharding, batch_sharding))
+  sums, count, grid = {}, 0, None
+  batches, _ = _eval_batches(config, batch_sharding)
+  for images, mask in batches:
+    per_image, pred_rgb = eval_step(state, images)
+    if grid is None:
+      grid = _sample_grid(images, pred_rgb, config.eval.num_samples)
+      if not with_metrics:
+        break
+    per_image, mask = multihost_utils.process_allgather((per_image, mask), tiled=True)
+    for key, values in per_image.items():
+      sums[key] = sums.get(key, 0.0) + float(np.sum(values[mask], dtype=np.float64))
+    count += int(mask.sum())
+  if jax.process_index() == 0 and grid is not None:
+    visualize.save_png(os.path.join(workdir, "samples", f"step_{step:08d}.png"), grid)
+    writer.write_images(step, {"samples/l_prediction_truth": grid[None]})
+  if not with_metrics:
+    return {}
+  results = {k: v / max(count, 1) for k, v in sorted(sums.items())}
+  writer.write_scalars(step, {f"eval/{k}": v for k, v in results.items()})
+  if jax.process_index() == 0:
+    _write_eval_json(workdir, step, count, config, results)
+  logging.info("eval at step %d over %d images: %s", step, count,
+               ", ".join(f"{k}={v:.4f}" for k, v in results.items()))
+  return results
+
+
+def _sample_grid(images: jax.Array, pred_rgb: jax.Array, num: int) -> np.ndarray:
+  images, pred_rgb = multihost_utils.process_allgather((images, pred_rgb), tiled=True)
+  truth = np.asarray(images[:num], np.float32) / 255.0
+  l_norm, _ = lab.uint8_to_model_inputs(jnp.asarray(images[:num]))
+  gray = np.asarray(lab.model_outputs_to_rgb(l_norm, jnp.zeros(l_norm.shape[:-1] + (2,))))
+  return visualize.sample_grid(gray, np.asarray(pred_rgb[:num]), truth)
+
+
+def _write_eval_json(workdir: str, step: int, count: int, config: ml_collections.ConfigDict,
+                     results: dict[str, float]) -> None:
+  model = {k: v for k, v in results.items() if not k.startswith("gray_")}
+  gray = {k[len("gray_"):]: v for k, v in results.items() if k.startswith("gray_")}
+  record = {"step": step, "num_images": count, "dataset": config.data.name,
+            "image_size": config.data.image_size, "model": model, "gray_baseline": gray}
+  path = os.path.join(workdir, "eval", f"step_{step:08d}.json")
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path + ".tmp", "w") as f:
+    json.dump(record, f, indent=2)
+  os.replace(path + ".tmp", path)
+  with open(os.path.join(workdir, "eval", "latest.json.tmp"), "w") as f:
+    json.dump(record, f, indent=2)
+  os.replace(os.path.join(workdir, "eval", "latest.json.tmp"),
+             os.path.join(workdir, "eval", "latest.json"))
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+  """--mode=eval: restores `config.eval.step` (or the latest) and evaluates it."""
+  validate_config(config)
+  mesh = distributed.make_data_mesh()
+  parts = make_step_parts(config)
+  _, abstract_state, state_shardings = create_state(config, parts, mesh)
+  manager = checkpointing.make_manager(workdir, config.max_checkpoints_to_keep, read_only=True)
+  step = manager.latest_step() if config.eval.step < 0 else config.eval.step
+  if step is None or step not in manager.all_steps():
+    raise FileNotFoundError(f"no checkpoint {'at step ' + str(step) if step else ''} in "
+                            f"{workdir}/checkpoints (have: {list(manager.all_steps())}); "
+                            "train first with --mode=train")
+  abstract = checkpointing.abstract_with_shardings(abstract_state, state_shardings)
+  state = checkpointing.restore(manager, step, abstract, None)
+  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  with metric_writers.ensure_flushes(writer):
+    return evaluate(config, workdir, parts, state, mesh, writer, step)

@@ -1,0 +1,147 @@
+"""End-to-end trainer: one step, sharding, checkpoints, exact resume, eval and config errors."""
+
+import functools
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import jax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+import numpy as np
+import pytest
+import skimage.data
+
+from colorjax import steps
+from colorjax import train
+from conftest import REPO_ROOT, tiny_config
+
+
+def read_scalars(workdir: str) -> dict[str, dict[int, float]]:
+  """Every scalar in the workdir's TensorBoard event files: {tag: {step: value}}."""
+  import tensorflow as tf
+  scalars = {}
+  for path in sorted(glob.glob(os.path.join(workdir, "events.out.tfevents.*"))):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if value.HasField("tensor") and not value.tensor.string_val:
+          number = tf.make_ndarray(value.tensor)
+          if number.size == 1:
+            scalars.setdefault(value.tag, {})[event.step] = float(number)
+  return scalars
+
+
+def photo_batch(size: int = 16, n: int = 8) -> np.ndarray:
+  photo = skimage.data.astronaut()
+  crops = [photo[i * 40:i * 40 + 128, i * 40:i * 40 + 128] for i in range(n)]
+  return np.stack([np.asarray(jax.image.resize(c, (size, size, 3), "bilinear")).astype(np.uint8)
+                   for c in crops])
+
+
+def test_train_writes_checkpoints_events_samples_and_eval(tmp_path, tiny_lsgan_config):
+  workdir = str(tmp_path)
+  state = train.train_and_evaluate(tiny_lsgan_config, workdir)
+  assert int(state.step) == 2
+  assert os.path.isdir(os.path.join(workdir, "checkpoints", "2"))
+  assert glob.glob(os.path.join(workdir, "samples", "step_*.png"))
+  scalars = read_scalars(workdir)
+  for tag in ("g_loss", "g_l1", "g_gan", "d_loss", "d_gan", "g_grad_norm", "d_grad_norm",
+              "images_per_sec", "g_learning_rate", "eval/psnr", "eval/gray_psnr"):
+    assert tag in scalars, f"{tag} missing from the event files: {sorted(scalars)}"
+  record = json.load(open(os.path.join(workdir, "eval", "latest.json")))
+  assert record["step"] == 2 and record["num_images"] == 6
+  for key in ("psnr", "ssim", "ab_error", "colorfulness"):
+    assert np.isfinite(record["model"][key]) and np.isfinite(record["gray_baseline"][key])
+
+
+def _run_step_on(devices, config, batch):
+  mesh = Mesh(np.array(devices), ("data",))
+  parts = train.make_step_parts(config)
+  init, _, shardings = train.create_state(config, parts, mesh)
+  init_rng, step_rng = train._rngs(config.seed)
+  state = jax.jit(init, out_shardings=shardings)(init_rng)
+  step = jax.jit(functools.partial(steps.train_step, parts, step_rng),
+                 in_shardings=(shardings, NamedSharding(mesh, P("data"))))
+  for _ in range(2):
+    state, metrics = step(state, jax.device_put(batch, NamedSharding(mesh, P("data"))))
+  return jax.device_get(metrics), jax.device_get(state.g.params)
+
+
+def test_eight_devices_match_one_device(tiny_lsgan_config):
+  assert jax.device_count() == 8, "conftest sets 8 simulated CPU devices"
+  batch = photo_batch()
+  metrics_1, params_1 = _run_step_on(jax.devices()[:1], tiny_lsgan_config, batch)
+  metrics_8, params_8 = _run_step_on(jax.devices(), tiny_lsgan_config, batch)
+  for key in metrics_1:
+    np.testing.assert_allclose(metrics_8[key], metrics_1[key], rtol=2e-4, atol=1e-5, err_msg=key)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5),
+               params_1, params_8)
+
+
+def test_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path):
+  config = tiny_config("lsgan")
+  with config.unlocked():
+    config.num_train_steps = 4
+    config.checkpoint_every_steps = 2
+    config.eval_every_steps = config.sample_every_steps = 100
+  straight = str(tmp_path / "straight")
+  train.train_and_evaluate(config, straight)
+
+  resumed = str(tmp_path / "resumed")
+  with config.unlocked():
+    config.num_train_steps = 2
+  train.train_and_evaluate(config, resumed)  # "Stopped" after step 2.
+  with config.unlocked():
+    config.num_train_steps = 4
+  state = train.train_and_evaluate(config, resumed)
+  assert int(state.step) == 4
+
+  expected, got = read_scalars(straight), read_scalars(resumed)
+  for tag in ("g_loss", "d_loss", "g_l1"):
+    for step in (1, 2, 3, 4):
+      np.testing.assert_allclose(got[tag][step], expected[tag][step], rtol=1e-5, err_msg=tag)
+
+
+def test_eval_mode_restores_and_writes_metrics_json(tmp_path, tiny_lsgan_config):
+  workdir = str(tmp_path)
+  train.train_and_evaluate(tiny_lsgan_config, workdir)
+  os.remove(os.path.join(workdir, "eval", "latest.json"))
+  results = train.evaluate_checkpoint(tiny_lsgan_config, workdir)
+  record = json.load(open(os.path.join(workdir, "eval", "latest.json")))
+  assert record["step"] == 2
+  assert record["model"]["psnr"] == pytest.approx(results["psnr"])
+
+
+def test_eval_without_checkpoint_says_so(tmp_path, tiny_lsgan_config):
+  with pytest.raises(FileNotFoundError, match="train first"):
+    train.evaluate_checkpoint(tiny_lsgan_config, str(tmp_path))
+
+
+def _main(*args, cwd=REPO_ROOT):
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  return subprocess.run([sys.executable, "-m", "colorjax.main", *args], cwd=cwd, env=env,
+                        capture_output=True, text=True, timeout=300)
+
+
+def test_mistyped_override_fails_with_a_message(tmp_path):
+  result = _main("--config=configs/lsgan.py", f"--workdir={tmp_path}", "--config.batch_sise=4")
+  assert result.returncode != 0
+  assert "batch_sise" in result.stderr
+
+
+def test_unknown_generator_lists_valid_names(tiny_lsgan_config):
+  with tiny_lsgan_config.unlocked():
+    tiny_lsgan_config.model.generator = "unet3000"
+  with pytest.raises(ValueError, match="valid names: .*unet"):
+    train.validate_config(tiny_lsgan_config)
+
+
+def test_missing_tfds_dataset_names_dataset_dir_and_folder_option(tmp_path, tiny_lsgan_config):
+  with tiny_lsgan_config.unlocked():
+    tiny_lsgan_config.data.name = "cifar10"
+    tiny_lsgan_config.data.data_dir = str(tmp_path)
+  with pytest.raises(FileNotFoundError) as error:
+    train.train_and_evaluate(tiny_lsgan_config, str(tmp_path / "w"))
+  message = str(error.value)
+  assert "cifar10" in message and str(tmp_path) in message and "folder" in message
