@@ -72,6 +72,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.color.sigma = 5.0
   c.color.rebalance_lambda = 0.5
   c.color.temperature = 0.38  # Annealed-mean decoding.
+  c.color.decode = "regression"  # regression | annealed_mean | mode | mean (colorjax/classification.py).
+  c.color.prior_num_images = 2000  # Training images the colour prior is estimated from (-1 = all).
 
   c.eval = ml_collections.ConfigDict()
   c.eval.batch_size = 16

@@ -62,10 +62,12 @@ class StepParts:
   d_tx: optax.GradientTransformation | None
   loss: LossConfig
   ema_decay: float
-  # (logits, l_norm) -> normalised ab; decodes classification outputs (annealed mean).
+  # Generator outputs -> normalised ab: the regression head, or decoded logits (annealed mean).
   decode: Callable[[dict[str, jax.Array]], jax.Array] = lambda out: out["ab"]
-  # (out, true_ab_norm) -> scalar; the rebalanced cross-entropy for classification.
+  # (outputs, true normalised ab) -> scalar: the rebalanced cross-entropy over ab bins.
   classification_loss: Callable[[dict[str, jax.Array], jax.Array], jax.Array] | None = None
+  # true ab (Lab units) -> per-pixel rebalancing weights, for the rebalanced AuC in eval.
+  pixel_weights: Callable[[jax.Array], jax.Array] | None = None
 
 
 # ------------------------------------------------------------------------------------------
@@ -138,8 +140,7 @@ def generator_loss(parts: StepParts, g_out: dict[str, jax.Array], d: NetState | 
                    l: jax.Array, true_ab: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
   """G* = w_gan L_GAN + w_l1 L_L1 + w_l2 L_L2 + w_ce L_CE, as a function of G's outputs."""
   cfg = parts.loss
-  pred_ab = parts.decode(g_out) if cfg.ce_weight > 0 and cfg.l1_weight + cfg.l2_weight > 0 \
-      else g_out["ab"]
+  pred_ab = parts.decode(g_out)
   terms = {f"g_{k}": v for k, v in objectives.reconstruction_losses(pred_ab, true_ab).items()}
   total = cfg.l1_weight * terms["g_l1"] + cfg.l2_weight * terms["g_l2"]
   if parts.classification_loss is not None and cfg.ce_weight > 0:
@@ -172,7 +173,7 @@ def update_discriminator(parts: StepParts, d: NetState, l: jax.Array, real_ab: j
   d = _apply_gradients(parts.d_tx, d, grads, batch_stats)
   if parts.loss.clip > 0:
     d = d.replace(params=objectives.clip_weights(d.params, parts.loss.clip))
-  terms["d_grad_norm"] = optax.global_norm(grads)
+  terms["d_grad_norm"] = optax.tree.norm(grads)
   return d, terms
 
 
@@ -226,8 +227,8 @@ def train_step(parts: StepParts, base_rng: jax.Array, state: TrainState,
   (_, g_terms), out_cotangent = loss_grad(parts, g_out, d, l, true_ab)
   (g_grads,) = g_vjp(out_cotangent)
   g = _apply_gradients(parts.g_tx, state.g, g_grads, g_batch_stats)
-  metrics.update(g_terms, g_grad_norm=optax.global_norm(g_grads),
-                 g_param_norm=optax.global_norm(g.params))
+  metrics.update(g_terms, g_grad_norm=optax.tree.norm(g_grads),
+                 g_param_norm=optax.tree.norm(g.params))
   new_state = TrainState(step=state.step + 1, g=g, d=d,
                          ema_params=_ema(parts.ema_decay, state.ema_params, g.params))
   return new_state, metrics
@@ -247,5 +248,5 @@ def eval_step(parts: StepParts, state: TrainState, rgb: jax.Array) -> dict[str, 
   """Per-image metrics (B,) of the model and of the gray baseline, plus the predictions."""
   l, true_ab = lab.uint8_to_model_inputs(rgb)
   pred_ab = predict_ab(parts, state, l)
-  per_image = metrics_lib.image_metrics(l, pred_ab, true_ab)
+  per_image = metrics_lib.image_metrics(l, pred_ab, true_ab, pixel_weights=parts.pixel_weights)
   return per_image, lab.model_outputs_to_rgb(l, pred_ab)

@@ -6,6 +6,7 @@ Reads top to bottom: setup, mesh, input, models, state, step, restore, loop. Eva
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import json
@@ -26,13 +27,16 @@ import ml_collections
 import numpy as np
 
 from colorjax import checkpointing
+from colorjax import classification
 from colorjax import distributed
 from colorjax import models
 from colorjax import objectives
 from colorjax import optim
+from colorjax import prior as prior_lib
 from colorjax import steps
 from colorjax import visualize
 from colorjax.color import lab
+from colorjax.color import quantize
 from colorjax.data import pipeline
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
@@ -66,10 +70,17 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                      f"devices ({jax.device_count()})")
 
 
-def make_step_parts(config: ml_collections.ConfigDict) -> steps.StepParts:
+def make_step_parts(config: ml_collections.ConfigDict,
+                    prior: quantize.Prior | None = None) -> steps.StepParts:
+  """Modules, optimizers and losses from config; `prior` rebalances the classification loss."""
   dtype = DTYPES[config.dtype]
+  bins = classification.load_bins(config) if classification.uses_bins(config) else None
   generator = models.build_generator(config.model.generator,
-                                     config.model.generator_kwargs.to_dict(), dtype)
+                                     classification.generator_kwargs(config, bins), dtype)
+  classification_loss = None
+  if config.loss.ce_weight > 0:
+    classification_loss = classification.make_classification_loss(
+        config, bins, None if prior is None else prior.weights)
   g_schedule, d_schedule = optim.make_schedules(config)
   objective, discriminator, d_tx = None, None, None
   if config.loss.gan != "none":
@@ -82,7 +93,18 @@ def make_step_parts(config: ml_collections.ConfigDict) -> steps.StepParts:
   loss = steps.LossConfig(**{f: config.loss[f] for f in steps.LossConfig.__dataclass_fields__})
   return steps.StepParts(generator=generator, discriminator=discriminator, objective=objective,
                          g_tx=optim.make_optimizer(config.optimizer, g_schedule), d_tx=d_tx,
-                         loss=loss, ema_decay=config.model.ema_decay)
+                         loss=loss, ema_decay=config.model.ema_decay,
+                         decode=classification.make_decoder(config, bins),
+                         classification_loss=classification_loss,
+                         pixel_weights=None if prior is None else
+                         classification.rebalanced_pixel_weights(prior))
+
+
+def load_prior(config: ml_collections.ConfigDict, workdir: str) -> quantize.Prior | None:
+  """The class-rebalancing prior, for configs trained with the rebalanced cross-entropy."""
+  if config.loss.ce_weight <= 0:
+    return None
+  return prior_lib.load_or_compute_prior(config, workdir)
 
 
 def _rngs(seed: int) -> tuple[jax.Array, jax.Array]:
@@ -124,24 +146,56 @@ def summarize_metrics(history: list[dict[str, Any]], first_step: int) -> dict[st
 
 
 class _StopRequest:
-  """SIGTERM / SIGINT ask the loop to finish its step, checkpoint and exit cleanly."""
+  """SIGTERM / SIGINT ask the loop to finish its step, checkpoint and exit cleanly.
 
-  def __init__(self):
+  One process: a Python handler records the signal. Several processes must stop at the same
+  step, or those that go on wait forever in a collective; a signal reaches each process at a
+  different step, if at all. So there JAX's preemption service (started by
+  `jax.distributed.initialize`) keeps SIGTERM: it tells every process and agrees on a step
+  (`manager.reached_preemption`). SIGINT is handed on to it as SIGTERM.
+  """
+
+  def __init__(self, multi_process: bool):
     self.signal_name = None
+    self._multi_process = multi_process
     self._previous = {}
 
   def __enter__(self):
-    for sig in (signal.SIGTERM, signal.SIGINT):
-      self._previous[sig] = signal.signal(sig, self._handle)
+    if self._multi_process:
+      self._previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._forward)
+    else:
+      for sig in (signal.SIGTERM, signal.SIGINT):
+        self._previous[sig] = signal.signal(sig, self._handle)
     return self
 
   def _handle(self, signum, frame):
     del frame
     self.signal_name = signal.Signals(signum).name
 
+  def _forward(self, signum, frame):
+    self._handle(signum, frame)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+  def should_stop(self, manager: Any, step: int) -> bool:
+    """Whether to checkpoint and stop after `step`: the same answer in every process."""
+    if self._multi_process:
+      return manager.reached_preemption(step)
+    return self.signal_name is not None or manager.reached_preemption(step)
+
   def __exit__(self, *exc):
     for sig, handler in self._previous.items():
       signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def _saves_finished(manager: Any) -> Iterator[None]:
+  """Waits for in-flight async saves when the loop ends, by an error too (a non-finite loss):
+  the last good checkpoint is then complete, not a temporary directory, when the error surfaces.
+  """
+  try:
+    yield
+  finally:
+    manager.wait_until_finished()
 
 
 def _flat_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -156,6 +210,14 @@ def _flat_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return flat
 
 
+def _write_config_json(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """`<workdir>/config.json`: with the checkpoints, all colorize and export need to rebuild."""
+  path = os.path.join(workdir, "config.json")
+  with open(path + ".tmp", "w") as f:
+    f.write(config.to_json_best_effort(indent=2))
+  os.replace(path + ".tmp", path)  # Never leave a half-written config behind.
+
+
 # ------------------------------------------------------------------------------------------
 # Training.
 # ------------------------------------------------------------------------------------------
@@ -164,6 +226,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps
   # --- Setup.
   validate_config(config)
   os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() == 0:
+    _write_config_json(config, workdir)
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   writer.write_hparams(_flat_hparams(config))
 
@@ -177,7 +241,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps
   train_iter = iter(pipeline.create_train_dataset(config))
 
   # --- Models and the static parts of the step.
-  parts = make_step_parts(config)
+  parts = make_step_parts(config, load_prior(config, workdir))
 
   # --- State, born sharded.
   init, abstract_state, state_shardings = create_state(config, parts, mesh)
@@ -204,7 +268,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps
                                                     writer=writer, every_secs=30)
   history, window_start, window_time = [], first_step, time.perf_counter()
   step = first_step
-  with _StopRequest() as stop, metric_writers.ensure_flushes(writer):
+  with _StopRequest(jax.process_count() > 1) as stop, _saves_finished(manager), \
+       metric_writers.ensure_flushes(writer):
     while step < config.num_train_steps:
       batch = pipeline.to_global_batch(next(train_iter), batch_sharding)
       state, metrics = train_step(state, batch)
@@ -222,17 +287,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps
         writer.write_scalars(step, summary)
         history, window_start, window_time = [], step, time.perf_counter()
 
-      stop_now = stop.signal_name is not None or manager.reached_preemption(step)
+      stop_now = stop.should_stop(manager, step)
       if step % config.checkpoint_every_steps == 0 or step == config.num_train_steps or stop_now:
         if history:  # Never checkpoint a state whose losses were not checked.
           summarize_metrics(history, window_start)
         checkpointing.save(manager, step, state, train_iter)
-      if step % config.sample_every_steps == 0 or step % config.eval_every_steps == 0:
+      # A stopping run skips eval: the grace period before SIGKILL is for the checkpoint.
+      if not stop_now and (step % config.sample_every_steps == 0 or
+                           step % config.eval_every_steps == 0):
         evaluate(config, workdir, parts, state, mesh, writer, step,
                  with_metrics=step % config.eval_every_steps == 0)
       if stop_now:
+        manager.wait_until_finished()  # Say "saved" only once the checkpoint is complete.
         logging.warning("%s received: saved a checkpoint at step %d in %s; rerun the same "
-                        "command to resume", stop.signal_name or "preemption", step, workdir)
+                        "command to resume", stop.signal_name or "SIGTERM (preemption)", step,
+                        workdir)
         break
   manager.wait_until_finished()
   manager.close()
@@ -324,7 +393,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
   """--mode=eval: restores `config.eval.step` (or the latest) and evaluates it."""
   validate_config(config)
   mesh = distributed.make_data_mesh()
-  parts = make_step_parts(config)
+  parts = make_step_parts(config, load_prior(config, workdir))
   _, abstract_state, state_shardings = create_state(config, parts, mesh)
   manager = checkpointing.make_manager(workdir, config.max_checkpoints_to_keep, read_only=True)
   step = manager.latest_step() if config.eval.step < 0 else config.eval.step

@@ -36,8 +36,12 @@ def tiny_config(name: str = "lsgan"):
   config.eval.num_samples = 4
   if config.model.generator == "unet":
     config.model.generator_kwargs = {"num_downs": 3, "features": 8, "max_features": 16}
+  elif "width" in config.model.generator_kwargs:
+    config.model.generator_kwargs.width = 8
   if config.model.discriminator == "patchgan":
-    config.model.discriminator_kwargs = {"features": 8, "num_layers": 2}
+    config.model.discriminator_kwargs.update({"features": 8, "num_layers": 2})
+  elif "width" in config.model.discriminator_kwargs:
+    config.model.discriminator_kwargs.width = 8
   config.lock()
   return config
 

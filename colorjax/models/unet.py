@@ -8,18 +8,9 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from colorjax.models import GENERATORS
+from colorjax.models.layers import Norm, check_norm
 
 _KERNEL = (4, 4)
-
-
-def _norm(kind: str, train: bool, dtype: Any) -> nn.Module | None:
-  if kind == "batch":
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype)
-  if kind == "instance":
-    return nn.GroupNorm(num_groups=None, group_size=1, epsilon=1e-5, dtype=dtype)
-  if kind == "none":
-    return None
-  raise ValueError(f"unknown norm {kind!r}; valid: batch, instance, none")
 
 
 @GENERATORS.register("unet")
@@ -43,6 +34,7 @@ class UNet(nn.Module):
 
   @nn.compact
   def __call__(self, l: jnp.ndarray, *, train: bool) -> dict[str, jnp.ndarray]:
+    check_norm(self.norm)
     size = min(l.shape[1], l.shape[2])
     if size % 2 ** self.num_downs:
       raise ValueError(f"unet with num_downs={self.num_downs} needs image sides divisible by "
@@ -55,16 +47,15 @@ class UNet(nn.Module):
       x = nn.Conv(self._width(level), _KERNEL, strides=2, padding=1, use_bias=self.norm != "batch",
                   dtype=self.dtype, name=f"down{level}")(x)
       innermost = level == self.num_downs - 1
-      if 0 < level and not innermost and (norm := _norm(self.norm, train, self.dtype)):
-        x = norm(x)
+      if 0 < level and not innermost:
+        x = Norm(self.norm, dtype=self.dtype)(x, train=train)
       skips.append(x)
     skips.pop()  # The innermost activation feeds the decoder directly.
     for level in reversed(range(self.num_downs - 1)):
       x = nn.relu(x)
       x = nn.ConvTranspose(self._width(level), _KERNEL, strides=(2, 2), padding="SAME",
                            use_bias=self.norm != "batch", dtype=self.dtype, name=f"up{level + 1}")(x)
-      if norm := _norm(self.norm, train, self.dtype):
-        x = norm(x)
+      x = Norm(self.norm, dtype=self.dtype)(x, train=train)
       if level >= self.num_downs - 1 - self.num_dropout_levels and self.dropout > 0:
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
       x = jnp.concatenate([x, skips[level]], axis=-1)

@@ -1,0 +1,104 @@
+"""The class-rebalancing colour prior over a dataset (Zhang et al., Sec. 2.2).
+
+  python -m colorjax.prior --config=configs/colorful.py --workdir=runs/colorful
+
+counts every pixel's nearest ab bin over `color.prior_num_images` training images (centre
+crops at the config's image size; images with no chroma are skipped), smooths the distribution
+with a Gaussian (sigma 5) over the bins and writes the prior with its rebalancing weights
+(lambda 0.5, E_p[w] = 1) to `<workdir>/color_prior.npz`, where the trainer finds it. The trainer
+computes it the same way on first use when the file is missing and `color.prior_path` is empty.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+from absl import logging
+import grain
+import jax
+import ml_collections
+import numpy as np
+import tqdm
+
+from colorjax import classification
+from colorjax.color import quantize
+from colorjax.data import pipeline
+from colorjax.data import sources
+
+PRIOR_FILENAME = "color_prior.npz"
+
+
+def _prior_batches(config: ml_collections.ConfigDict, num_images: int,
+                   batch_size: int = 32) -> tuple[Iterator[np.ndarray], int]:
+  ds = grain.MapDataset.source(sources.create_source(config.data, train=True))
+  ds = ds[:num_images] if num_images > 0 else ds
+  ds = ds.map(pipeline.EvalTransform(config.data.image_size)).filter(lambda x: x is not None)
+  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=config.data.read_threads))
+  return iter(it.batch(batch_size, batch_fn=np.stack)), len(ds)
+
+
+def compute_prior(config: ml_collections.ConfigDict, progress: bool = True) -> quantize.Prior:
+  bins = classification.load_bins(config)
+  batches, total = _prior_batches(config, config.color.prior_num_images)
+  bar = tqdm.tqdm(total=total, unit="img", desc="colour prior", disable=not progress)
+  def counted():
+    for batch in batches:
+      bar.update(len(batch))
+      yield batch
+  prior = quantize.estimate_prior(counted(), bins, config.color.grid,
+                                  config.color.rebalance_lambda, config.color.sigma)
+  bar.close()
+  return prior
+
+
+def prior_path(config: ml_collections.ConfigDict, workdir: str) -> str:
+  return config.color.prior_path or os.path.join(workdir, PRIOR_FILENAME)
+
+
+def load_or_compute_prior(config: ml_collections.ConfigDict, workdir: str) -> quantize.Prior:
+  """The prior at `color.prior_path` or in the workdir; computed and saved there if missing."""
+  path = prior_path(config, workdir)
+  if os.path.exists(path):
+    prior = quantize.load_prior(path)
+  elif config.color.prior_path:
+    raise FileNotFoundError(f"color.prior_path={path!r} does not exist; create it with "
+                            f"`python -m colorjax.prior --config=... --workdir=...`")
+  else:
+    logging.info("no colour prior at %s: computing it over the training data", path)
+    prior = compute_prior(config, progress=jax.process_index() == 0)
+    if jax.process_index() == 0:
+      os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+      quantize.save_prior(path + ".tmp.npz", prior)
+      os.replace(path + ".tmp.npz", path)
+  bins = classification.load_bins(config)
+  if prior.bins.shape != bins.shape or not np.allclose(prior.bins, bins):
+    raise ValueError(f"the prior in {path!r} was computed for {len(prior.bins)} other bins than "
+                     f"the config's {len(bins)}; delete it or set color.prior_path")
+  return prior
+
+
+def main(argv):
+  del argv
+  from colorjax import tf_utils
+  tf_utils.hide_tf_from_accelerators()
+  config, workdir = FLAGS.config, FLAGS.workdir
+  path = FLAGS.output or prior_path(config, workdir)
+  prior = compute_prior(config)
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  quantize.save_prior(path, prior)
+  peak = prior.bins[int(np.argmax(prior.prior))]
+  print(f"wrote {path}: Q={len(prior.bins)} bins, {int(prior.counts.sum())} pixels counted, "
+        f"prior peaks at (a, b) = ({peak[0]:.0f}, {peak[1]:.0f}), weights in "
+        f"[{prior.weights.min():.3f}, {prior.weights.max():.3f}]")
+
+
+if __name__ == "__main__":
+  from absl import app, flags
+  from ml_collections import config_flags
+  FLAGS = flags.FLAGS
+  flags.DEFINE_string("workdir", None, "Run directory; the prior goes to <workdir>/color_prior.npz.")
+  flags.DEFINE_string("output", "", "Write the prior here instead (e.g. next to the dataset).")
+  config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
+  flags.mark_flags_as_required(["config", "workdir"])
+  app.run(main)

@@ -1,0 +1,26 @@
+"""Zhang's CIC network trained as a regressor with L1 on ab (seed 000's generator, no GAN).
+
+The same "zhang_cic" network as configs/colorful.py, but its tanh regression head is trained with
+the L1 loss on normalised ab (ab / 110): the baseline that the classification paper argues
+against (desaturated, averaged colours).
+
+  python -m colorjax.main --config=configs/colorful_l1.py --workdir=runs/colorful_l1
+
+On the embedded photos at 64 px, 2000 steps of batch 16 on 2 CPU cores.
+"""
+
+from colorjax import config_base
+
+
+def get_config():
+  config = config_base.get_base_config()
+  config.model.generator = "zhang_cic"
+  config.model.generator_kwargs = {"width": 32}
+  config.model.discriminator = "none"
+  config.loss.gan = "none"
+  config.loss.l1_weight = 1.0
+  config.loss.l2_weight = 0.0
+  config.optimizer.learning_rate = 1e-3
+  config.optimizer.b1 = 0.9
+  config.optimizer.schedule = "cosine"
+  return config

@@ -1,0 +1,18 @@
+"""DCGAN objective (seed 000 "regular GAN"): U-Net + global DCGAN discriminator, + 100 * L1.
+
+Non-saturating vanilla GAN loss; the discriminator scores the whole (L, ab) image with one logit
+(strided convs, BatchNorm, LeakyReLU, global pooling), as in seed 000 rather than pix2pix patches.
+
+  python -m colorjax.main --config=configs/dcgan.py --workdir=runs/dcgan
+"""
+
+from colorjax import config_base
+
+
+def get_config():
+  config = config_base.get_base_config()
+  config.loss.gan = "vanilla"
+  config.model.discriminator = "global"
+  config.model.discriminator_kwargs = {"width": 64}
+  config.loss.l1_weight = 100.0
+  return config

@@ -1,0 +1,14 @@
+"""Hinge GAN with a spectrally normalised PatchGAN (SAGAN / Miyato et al. 2018), + 100 * L1.
+
+  python -m colorjax.main --config=configs/hinge.py --workdir=runs/hinge
+"""
+
+from colorjax import config_base
+
+
+def get_config():
+  config = config_base.get_base_config()
+  config.loss.gan = "hinge"
+  config.model.discriminator_kwargs = {"norm": "none", "spectral_norm": True}
+  config.loss.l1_weight = 100.0
+  return config

@@ -1,0 +1,22 @@
+"""Seed 004's plain conv stack (13 convs + BN + ReLU, two transposed convs) with its label tricks.
+
+Vanilla GAN + 100 * L1 against a global discriminator, with one-sided label smoothing (real
+target 0.9) and 5% label flipping, the tricks seed 004 used to keep D from winning early.
+
+  python -m colorjax.main --config=configs/plain.py --workdir=runs/plain
+"""
+
+from colorjax import config_base
+
+
+def get_config():
+  config = config_base.get_base_config()
+  config.model.generator = "plain"
+  config.model.generator_kwargs = {"width": 64}
+  config.model.discriminator = "global"
+  config.model.discriminator_kwargs = {"width": 64}
+  config.loss.gan = "vanilla"
+  config.loss.l1_weight = 100.0
+  config.loss.label_smoothing = 0.1
+  config.loss.flip_prob = 0.05
+  return config

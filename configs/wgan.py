@@ -1,0 +1,21 @@
+"""WGAN with weight clipping (Arjovsky et al. 2017), seed 000's WGAN variant, + 100 * L1.
+
+Critic: PatchGAN (BatchNorm, as the WGAN paper's DCGAN critic), RMSProp 5e-5, 5 critic updates per
+generator update inside one jitted step, weights clipped to [-0.01, 0.01] after each update.
+(Seed 000's TF1 code had a broken WGAN path; here the critic loop runs in a lax.fori_loop.)
+
+  python -m colorjax.main --config=configs/wgan.py --workdir=runs/wgan
+"""
+
+from colorjax import config_base
+
+
+def get_config():
+  config = config_base.get_base_config()
+  config.loss.gan = "wgan"
+  config.loss.n_critic = 5
+  config.loss.clip = 0.01
+  config.loss.l1_weight = 100.0
+  config.optimizer.name = "rmsprop"
+  config.optimizer.learning_rate = 5e-5
+  return config
