@@ -1,0 +1,188 @@
+"""Colorize photos with a trained model.
+
+  python -m colorjax.colorize --workdir=runs/lsgan photos/ old/*.jpg scan.tif -o colorized/
+
+Inputs are files, folders (searched recursively, see `images.list_images`) and glob patterns.
+Each input becomes `<OUT>/<sub-folders>/<stem>_color.png` (or .jpg with --format=jpeg), the
+sub-folders mirroring those under an input folder. Any image `images.read_image` decodes works
+(EXIF orientation applied; 8/16-bit, grayscale, RGB, palette, CMYK); RGBA keeps its alpha in PNG
+output (JPEG has none: such images are flattened on white). Unreadable or corrupt files are
+reported and skipped; the rest are still written. The summary at the end lists every skipped
+file with its reason; the exit code is 0 if anything was written, 1 if nothing was.
+
+Inputs are never overwritten: an output path that is also an input is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import glob
+import os
+import sys
+from typing import Iterable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from colorjax import images
+
+FORMATS = {"png": ".png", "jpeg": ".jpg"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+  """One input file and where its result goes."""
+  source: str
+  output: str
+
+
+def _resolved(path: str) -> str:
+  return os.path.normcase(os.path.realpath(path))
+
+
+def expand_inputs(inputs: Sequence[str], out_dir: str,
+                  extension: str) -> tuple[list[Job], list[tuple[str, str]]]:
+  """(jobs, [(input, reason)] for inputs that match nothing or cannot be written)."""
+  out_real = _resolved(out_dir)
+  found: list[tuple[str, str]] = []  # (path, relative output stem)
+  problems: list[tuple[str, str]] = []
+  for arg in inputs:
+    if os.path.isdir(arg):
+      for path in images.list_images(arg):
+        # Results written into an input folder must not be picked up as inputs next time.
+        if os.path.commonpath([_resolved(path), out_real]) == out_real:
+          continue
+        found.append((path, os.path.splitext(images.relative_key(path, arg))[0]))
+    elif os.path.isfile(arg):
+      found.append((arg, os.path.splitext(os.path.basename(arg))[0]))
+    else:
+      matches = sorted(p for p in glob.glob(arg, recursive=True) if os.path.isfile(p))
+      if not matches:
+        problems.append((arg, "no such file, folder or matching glob"))
+      found.extend((p, os.path.splitext(os.path.basename(p))[0]) for p in matches)
+
+  input_paths = {_resolved(path) for path, _ in found}
+  jobs, claimed, seen = [], {}, set()
+  for path, stem in found:
+    if _resolved(path) in seen:
+      continue  # The same file named twice (e.g. by a folder and a glob).
+    seen.add(_resolved(path))
+    output = os.path.join(out_dir, stem + "_color" + extension)
+    key = _resolved(output)
+    if key in input_paths:
+      problems.append((path, f"output {output} is an input; refusing to overwrite it"))
+    elif key in claimed:
+      problems.append((path, f"output {output} already written for {claimed[key]}"))
+    else:
+      claimed[key] = path
+      jobs.append(Job(path, output))
+  return jobs, problems
+
+
+def to_model_input(decoded: images.DecodedImage) -> np.ndarray:
+  """The array the colorizer takes: uint16 for 16-bit sources, RGBA when there is alpha."""
+  if decoded.rgb16 is not None:  # 16-bit gray: its L is finer than the 8-bit copy's.
+    return decoded.rgb16[..., 0]
+  if decoded.alpha is not None:
+    return np.concatenate([decoded.rgb, decoded.alpha[..., None]], axis=-1)
+  return decoded.rgb
+
+
+def save(image: np.ndarray, path: str, fmt: str, quality: int) -> None:
+  """Writes uint8/uint16 RGB(A) atomically (tmp file + rename); 16-bit is written as 8-bit,
+  which is all PIL can write for colour PNGs."""
+  if image.dtype == np.uint16:
+    image = ((image.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+  if fmt == "jpeg" and image.shape[-1] == 4:
+    image = images.composite_on_white(image[..., :3], image[..., 3])
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  tmp = path + ".tmp"
+  if fmt == "jpeg":
+    Image.fromarray(image).save(tmp, format="JPEG", quality=quality, subsampling=0)
+  else:
+    Image.fromarray(image).save(tmp, format="PNG")
+  os.replace(tmp, path)
+
+
+def _batches(jobs: Sequence[Job], size: int) -> Iterable[list[Job]]:
+  for start in range(0, len(jobs), size):
+    yield list(jobs[start:start + size])
+
+
+def run(colorizer, jobs: Sequence[Job], fmt: str, quality: int, batch_size: int,
+        progress: bool = True) -> tuple[list[str], list[tuple[str, str]]]:
+  """Colorizes `jobs`; returns (written outputs, [(input, reason)] for skipped inputs)."""
+  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  written, skipped = [], []
+  with tqdm(total=len(jobs), unit="img", disable=not progress, file=sys.stderr) as bar:
+    for batch in _batches(jobs, batch_size):
+      ready = []
+      for job in batch:
+        try:
+          # Colorizing needs no minimum size: a 1x1 image is upsampled like any other.
+          ready.append((job, to_model_input(images.read_image(job.source, min_side=1))))
+        except images.ImageError as e:
+          skipped.append((job.source, e.detail))
+      results = colorizer.colorize_batch([array for _, array in ready]) if ready else []
+      for (job, _), result in zip(ready, results):
+        try:
+          save(result, job.output, fmt, quality)
+          written.append(job.output)
+        except OSError as e:
+          skipped.append((job.source, f"cannot write {job.output}: {e.strerror or e}"))
+      bar.update(len(batch))
+  return written, skipped
+
+
+def summary(written: Sequence[str], skipped: Sequence[tuple[str, str]]) -> str:
+  lines = [f"written: {len(written)}, skipped: {len(skipped)}"]
+  reasons = collections.Counter(reason.split(":")[0] for _, reason in skipped)
+  lines += [f"  {count} x {reason}" for reason, count in reasons.most_common()]
+  lines += [f"skipped {path}: {reason}" for path, reason in skipped]
+  return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(prog="python -m colorjax.colorize",
+                                   description="Colorize photos with a trained colorjax model.")
+  parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                      help="image files, folders (recursive) or glob patterns")
+  parser.add_argument("-o", "--out", required=True, help="output folder")
+  parser.add_argument("--workdir", required=True, help="training workdir (config + checkpoints)")
+  parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+  parser.add_argument("--format", choices=sorted(FORMATS), default="png")
+  parser.add_argument("--quality", type=int, default=95, help="JPEG quality (1-100)")
+  parser.add_argument("--render_size", type=int, default=None,
+                      help="side of the square the model runs at (default: training size)")
+  parser.add_argument("--batch_size", type=int, default=8)
+  parser.add_argument("--no_progress", action="store_true", help="hide the progress bar")
+  args = parser.parse_args(argv)
+  if not 1 <= args.quality <= 100:
+    parser.error(f"--quality must be in 1..100, got {args.quality}")
+  if args.batch_size < 1:
+    parser.error(f"--batch_size must be positive, got {args.batch_size}")
+  return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  args = parse_args(sys.argv[1:] if argv is None else argv)
+  if os.path.isfile(args.out):
+    print(f"error: -o {args.out} is a file (an input?); give an output folder", file=sys.stderr)
+    return 2
+  jobs, skipped = expand_inputs(args.inputs, args.out, FORMATS[args.format])
+  written = []
+  if jobs:
+    from colorjax import inference  # pylint: disable=g-import-not-at-top
+    colorizer = inference.Colorizer.from_workdir(args.workdir, args.step, args.render_size,
+                                                 args.batch_size)
+    written, failed = run(colorizer, jobs, args.format, args.quality, args.batch_size,
+                          progress=not args.no_progress)
+    skipped = skipped + failed
+  print(summary(written, skipped))
+  return 0 if written else 1
+
+
+if __name__ == "__main__":
+  sys.exit(main())

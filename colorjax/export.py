@@ -1,0 +1,148 @@
+"""Export a trained colorizer for serving without colorjax: StableHLO and TF SavedModel.
+
+  python -m colorjax.export --workdir=runs/lsgan --format=all [--out=runs/lsgan/export]
+
+The serving signature (both formats) is the whole colorize path of `colorjax.inference`:
+
+  colorize(rgb: uint8[b, h, w, 3]) -> uint8[b, h, w, 3]
+
+`b`, `h` and `w` are symbolic: one export takes any batch size and any image size. Inside, the
+luminance of `rgb` gives the full-resolution L, the model runs on L resized to a square of
+`render_size` (--size; default the training size), and its ab is upsampled to (h, w) and
+recombined with the full-resolution L. Gray photos are passed as R = G = B; colour inputs count
+only through their luminance. The weights (EMA generator) are constants inside the export.
+
+Files written in --out:
+  * `model.stablehlo`: `jax.export` serialization; `load_stablehlo(path)` runs it with jax only.
+  * `signature.json`: the signature above, the render size, the checkpoint step, platforms.
+  * `savedmodel/`: TF SavedModel from `jax2tf` with a `serving_default` signature
+    (input "rgb", output "output_0"), loadable with `tf.saved_model.load`.
+
+This module imports only jax, numpy and the standard library at the top, so that
+`load_stablehlo` works in a process that has no colorjax model code loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Callable, Sequence
+
+import jax
+from jax import export as jax_export
+import numpy as np
+
+STABLEHLO_FILE = "model.stablehlo"
+SIGNATURE_FILE = "signature.json"
+SAVEDMODEL_DIR = "savedmodel"
+INPUT_SHAPE = "b, h, w, 3"  # Symbolic batch, height and width.
+
+
+def serving_function(colorizer: Any) -> Callable[[jax.Array], jax.Array]:
+  """uint8 RGB (b, h, w, 3) -> colorized uint8 RGB (b, h, w, 3), weights closed over."""
+  from colorjax import inference  # pylint: disable=g-import-not-at-top
+  render_size, variables = colorizer.render_size, colorizer.variables
+
+  def colorize(rgb: jax.Array) -> jax.Array:
+    l_full, l_render = inference.prepare(rgb, render_size)
+    ab = inference.apply_generator(colorizer.generator, colorizer.decode, variables, l_render)
+    return inference.finish(rgb, l_full, ab)
+  return colorize
+
+
+def _input_spec() -> jax.ShapeDtypeStruct:
+  return jax.ShapeDtypeStruct(jax_export.symbolic_shape(INPUT_SHAPE), np.uint8)
+
+
+def export_stablehlo(colorizer: Any, out_dir: str,
+                     platforms: Sequence[str] = ("cpu",)) -> jax_export.Exported:
+  """Writes `model.stablehlo` and `signature.json` into `out_dir`; returns the Exported."""
+  exported = jax_export.export(jax.jit(serving_function(colorizer)),
+                               platforms=tuple(platforms))(_input_spec())
+  os.makedirs(out_dir, exist_ok=True)
+  _write_atomic(os.path.join(out_dir, STABLEHLO_FILE), bytes(exported.serialize()))
+  signature = {
+      "function": "colorize(rgb) -> rgb",
+      "inputs": [{"name": "rgb", "dtype": "uint8", "shape": ["b", "h", "w", 3],
+                  "meaning": "sRGB photos; colour inputs count only through their luminance"}],
+      "outputs": [{"name": "rgb", "dtype": "uint8", "shape": ["b", "h", "w", 3],
+                   "meaning": "the input's L with the model's ab, upsampled to (h, w)"}],
+      "render_size": colorizer.render_size,
+      "step": colorizer.step,
+      "generator": colorizer.config.model.generator,
+      "platforms": list(exported.platforms),
+      "jax_version": jax.__version__,
+      "calling_convention_version": exported.calling_convention_version,
+      "load": "colorjax.export.load_stablehlo(path), or "
+              "jax.export.deserialize(bytearray(open(path, 'rb').read())).call(rgb)",
+  }
+  _write_atomic(os.path.join(out_dir, SIGNATURE_FILE),
+                json.dumps(signature, indent=2).encode())
+  return exported
+
+
+def load_stablehlo(path: str) -> Callable[[np.ndarray], jax.Array]:
+  """A jitted callable from a `model.stablehlo` (or the folder holding it); needs only jax."""
+  if os.path.isdir(path):
+    path = os.path.join(path, STABLEHLO_FILE)
+  with open(path, "rb") as f:
+    exported = jax_export.deserialize(bytearray(f.read()))
+  return jax.jit(exported.call)
+
+
+def export_savedmodel(colorizer: Any, out_dir: str) -> str:
+  """Writes a TF SavedModel of the serving function (jax2tf) to `<out_dir>/savedmodel`."""
+  from colorjax import tf_utils  # pylint: disable=g-import-not-at-top
+  tf_utils.hide_tf_from_accelerators()
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
+
+  tf_fn = jax2tf.convert(serving_function(colorizer), with_gradient=False,
+                         polymorphic_shapes=[f"({INPUT_SHAPE})"])
+  module = tf.Module()
+  module.colorize = tf.function(
+      tf_fn, autograph=False,
+      input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="rgb")])
+  path = os.path.join(out_dir, SAVEDMODEL_DIR)
+  tf.saved_model.save(module, path, signatures={"serving_default": module.colorize})
+  return path
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+  with open(path + ".tmp", "wb") as f:
+    f.write(data)
+  os.replace(path + ".tmp", path)
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(prog="python -m colorjax.export",
+                                   description="Export a trained colorjax model for serving.")
+  parser.add_argument("--workdir", required=True, help="training workdir (config + checkpoints)")
+  parser.add_argument("--format", choices=("stablehlo", "savedmodel", "all"), default="all")
+  parser.add_argument("--out", default=None, help="output folder (default: <workdir>/export)")
+  parser.add_argument("--size", type=int, default=None,
+                      help="render size: the square side the model runs at (default: training "
+                           "size); input images may have any size")
+  parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+  parser.add_argument("--platforms", default="cpu,cuda",
+                      help="comma-separated StableHLO platforms, e.g. cpu,cuda")
+  return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  args = parse_args(sys.argv[1:] if argv is None else argv)
+  from colorjax import inference  # pylint: disable=g-import-not-at-top
+  colorizer = inference.Colorizer.from_workdir(args.workdir, args.step, args.size)
+  out = args.out or os.path.join(args.workdir, "export")
+  if args.format in ("stablehlo", "all"):
+    export_stablehlo(colorizer, out, args.platforms.split(","))
+    print(f"wrote {os.path.join(out, STABLEHLO_FILE)} and {SIGNATURE_FILE}")
+  if args.format in ("savedmodel", "all"):
+    print(f"wrote {export_savedmodel(colorizer, out)}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,223 @@
+"""Colorizing arrays of any size with a trained model: `Colorizer.from_workdir(workdir)`.
+
+The path from a photo to its colorized version:
+
+1. Full resolution: the lightness L (CIE Lab) of the input. Gray inputs are read as sRGB gray
+   (R = G = B); colour inputs count only through their luminance, exactly what training saw.
+2. Render size: L is resized (antialiased) to a square of `render_size` pixels, the size the
+   model was trained at, and the EMA generator predicts ab there.
+3. Full resolution again: ab is upsampled (bilinear) to the input's size and recombined with
+   the input's own full-resolution L, so every edge and texture of the original is kept; only
+   the chroma, which the eye resolves much more coarsely than lightness, comes from the model.
+
+Why a square resize and not padding: the generator is fully convolutional and trained on
+square crops, and a single square shape lets images of any aspect ratio share one compiled
+model call and one batch. Padding would feed the model borders it never saw in training (and
+colour them), and waste model compute on them, in exchange for keeping the aspect ratio; the
+squeeze of a 4:3 or 16:9 photo barely changes the local statistics the model colours from,
+and the chroma is upsampled back onto the undistorted full-resolution L anyway.
+
+Compilation: the model part is one jitted function, compiled once per (batch, render size);
+the full-resolution steps (Lab conversion, resizes, recombination) are jitted per image shape,
+elementwise kernels that compile in a fraction of a second and run fused.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from colorjax.color import lab
+
+PyTree = Any
+CONFIG_FILE = "config.json"
+_SCALES = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+
+
+# ------------------------------------------------------------------------------------------
+# Pure array functions (shared with colorjax.export).
+# ------------------------------------------------------------------------------------------
+def as_hwc(image: np.ndarray) -> np.ndarray:
+  """Checks dtype and layout; returns (H, W, C) with C in {1, 3, 4}."""
+  image = np.asarray(image)
+  if image.dtype not in _SCALES:
+    raise TypeError(f"images must be uint8 or uint16, got {image.dtype}")
+  if image.ndim == 2:
+    image = image[..., None]
+  if image.ndim != 3 or image.shape[-1] not in (1, 3, 4):
+    raise ValueError(f"images must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); "
+                     f"got shape {image.shape}")
+  if image.shape[0] < 1 or image.shape[1] < 1:
+    raise ValueError(f"empty image of shape {image.shape}")
+  return image
+
+
+def _split(image: jax.Array) -> tuple[jax.Array, jax.Array | None]:
+  """(H, W, C) in [0, 1] -> (RGB (H, W, 3), alpha (H, W, 1) or None)."""
+  channels = image.shape[-1]
+  if channels == 1:
+    return jnp.repeat(image, 3, axis=-1), None
+  if channels == 4:
+    return image[..., :3], image[..., 3:]
+  return image, None
+
+
+def lightness(rgb: jax.Array) -> jax.Array:
+  """sRGB in [0, 1] (..., 3) -> L in [0, 100] (..., 1)."""
+  return lab.rgb_to_lab(rgb)[..., :1]
+
+
+def prepare(image: jax.Array, render_size: int) -> tuple[jax.Array, jax.Array]:
+  """uint8/uint16 (..., H, W, C) -> (full-resolution L (..., H, W, 1) in [0, 100],
+  normalised L (..., R, R, 1) for the model)."""
+  scale = _SCALES[np.dtype(image.dtype)]
+  rgb, alpha = _split(image.astype(jnp.float32) / scale)
+  l_full = lightness(rgb)
+  # The model sees the picture as displayed on white: transparent pixels often hold arbitrary
+  # colours that would otherwise bleed into their visible neighbours' predicted colours.
+  l_model = l_full if alpha is None else lightness(rgb * alpha + (1.0 - alpha))
+  shape = l_model.shape[:-3] + (render_size, render_size, 1)
+  l_render = jax.image.resize(l_model, shape, "linear", antialias=True)
+  return l_full, lab.normalize_l(l_render)
+
+
+def finish(image: jax.Array, l_full: jax.Array, ab_norm: jax.Array) -> jax.Array:
+  """Recombines full-resolution L with upsampled ab; returns the input's dtype and channels
+  ((..., H, W, 3), or (..., H, W, 4) with the input's alpha)."""
+  shape = l_full.shape[:-1] + (2,)
+  ab = jax.image.resize(lab.denormalize_ab(ab_norm.astype(jnp.float32)), shape, "linear")
+  rgb = lab.lab_to_rgb(jnp.concatenate([l_full, ab], axis=-1))
+  scale = _SCALES[np.dtype(image.dtype)]
+  out = jnp.round(rgb * scale).astype(image.dtype)
+  if image.shape[-1] == 4:
+    out = jnp.concatenate([out, image[..., 3:]], axis=-1)
+  return out
+
+
+def apply_generator(generator: Any, decode: Any, variables: PyTree,
+                    l_norm: jax.Array) -> jax.Array:
+  """The EMA generator in inference mode: normalised L (B, R, R, 1) -> normalised ab."""
+  out = generator.apply(variables, l_norm, train=False)
+  return decode(out)
+
+
+# ------------------------------------------------------------------------------------------
+# Loading a trained model.
+# ------------------------------------------------------------------------------------------
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config the trainer saved in `<workdir>/config.json`."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"no {CONFIG_FILE} in {workdir}: is it a workdir written by "
+                            "`python -m colorjax.main`?")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def restore_inference_variables(config: ml_collections.ConfigDict, parts: Any, workdir: str,
+                                step: int | None) -> tuple[PyTree, int]:
+  """({"params": EMA params, "batch_stats": ...}, step) from the workdir's Orbax checkpoint."""
+  from colorjax import checkpointing  # pylint: disable=g-import-not-at-top
+  from colorjax import train  # pylint: disable=g-import-not-at-top
+  mesh = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
+  _, abstract_state, shardings = train.create_state(config, parts, mesh)
+  manager = checkpointing.make_manager(workdir, config.max_checkpoints_to_keep, read_only=True)
+  try:
+    available = list(manager.all_steps())
+    chosen = manager.latest_step() if step is None else step
+    if chosen is None or chosen not in available:
+      raise FileNotFoundError(
+          f"no checkpoint{'' if step is None else f' at step {step}'} in "
+          f"{os.path.join(workdir, 'checkpoints')} (have: {available})")
+    abstract = checkpointing.abstract_with_shardings(abstract_state, shardings)
+    try:
+      state = checkpointing.restore(manager, chosen, abstract, None)
+    except ValueError as e:
+      raise ValueError(
+          f"the checkpoint at step {chosen} in {workdir} does not fit the model that its "
+          "config.json builds (was the model code changed after training?)") from e
+  finally:
+    manager.close()
+  # Keep only what inference reads; the optimizer states and the discriminator are dropped.
+  return {"params": state.ema_params, "batch_stats": state.g.batch_stats}, int(chosen)
+
+
+# ------------------------------------------------------------------------------------------
+# The colorizer.
+# ------------------------------------------------------------------------------------------
+class Colorizer:
+  """A trained generator that colorizes uint8 / uint16 arrays of any size.
+
+  Outputs have the input's height, width and dtype: (H, W, 3) RGB, or (H, W, 4) RGBA with the
+  input's alpha for (H, W, 4) inputs. Build one with `Colorizer.from_workdir(workdir)`.
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, generator: Any, decode: Any,
+               variables: PyTree, step: int, render_size: int | None = None,
+               batch_size: int = 8):
+    self.config = config
+    self.generator = generator
+    self.decode = decode
+    self.variables = variables
+    self.step = step
+    self.render_size = int(render_size or config.data.image_size)
+    self.batch_size = max(1, int(batch_size))
+    # Fails now, with the model's own message, on a render size it cannot take.
+    jax.eval_shape(lambda l: apply_generator(generator, decode, variables, l),
+                   jax.ShapeDtypeStruct((1, self.render_size, self.render_size, 1), jnp.float32))
+    self._model = jax.jit(functools.partial(apply_generator, generator, decode))
+    self._prepare = jax.jit(prepare, static_argnums=1)
+    self._finish = jax.jit(finish)
+
+  @classmethod
+  def from_workdir(cls, workdir: str, step: int | None = None,
+                   render_size: int | None = None, batch_size: int = 8) -> "Colorizer":
+    """Rebuilds the generator from `<workdir>/config.json` and restores its EMA weights.
+
+    Args:
+      workdir: a training workdir (config.json and checkpoints/).
+      step: the checkpoint step; None for the latest.
+      render_size: the side of the square the model runs at; None for the training size.
+      batch_size: the most images one model call takes in `colorize_batch`.
+    """
+    from colorjax import tf_utils  # pylint: disable=g-import-not-at-top
+    # The trainer's modules import TensorFlow (TFDS, clu): keep it off JAX's accelerators.
+    tf_utils.hide_tf_from_accelerators()
+    from colorjax import train  # pylint: disable=g-import-not-at-top
+    config = load_config(workdir)
+    parts = train.make_step_parts(config)
+    variables, step = restore_inference_variables(config, parts, workdir, step)
+    return cls(config, parts.generator, parts.decode, variables, step, render_size, batch_size)
+
+  def predict_ab(self, l_norm: np.ndarray) -> np.ndarray:
+    """Normalised L (B, R, R, 1) -> normalised ab (B, R, R, 2); pads B to a power of two so
+    that at most log2(batch_size) + 1 batch shapes are ever compiled."""
+    count = l_norm.shape[0]
+    padded = 1 << max(0, count - 1).bit_length()
+    if padded > count:
+      l_norm = jnp.concatenate([l_norm, jnp.zeros((padded - count,) + l_norm.shape[1:],
+                                                  l_norm.dtype)])
+    return self._model(self.variables, l_norm)[:count]
+
+  def colorize_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Colorizes images of any sizes; the model runs on up to `batch_size` of them at once."""
+    images = [as_hwc(image) for image in images]
+    results = []
+    for start in range(0, len(images), self.batch_size):
+      chunk = images[start:start + self.batch_size]
+      prepared = [self._prepare(image, self.render_size) for image in chunk]
+      ab = self.predict_ab(jnp.stack([l_render for _, l_render in prepared]))
+      for i, (image, (l_full, _)) in enumerate(zip(chunk, prepared)):
+        results.append(np.asarray(self._finish(image, l_full, ab[i])))
+    return results
+
+  def __call__(self, image: np.ndarray) -> np.ndarray:
+    """Colorizes one uint8 / uint16 image: (H, W), (H, W, 1), (H, W, 3) or (H, W, 4)."""
+    return self.colorize_batch([image])[0]

@@ -1,0 +1,207 @@
+"""Colorizer API and the colorize command on real photos and a corpus of bad files."""
+
+import hashlib
+import io
+import os
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import skimage.color
+import skimage.data
+from PIL import Image
+
+from colorjax import colorize
+from colorjax import inference
+from colorjax import train
+from conftest import tiny_config
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+  path = str(tmp_path_factory.mktemp("workdir"))
+  train.train_and_evaluate(tiny_config("lsgan"), path)
+  return path
+
+
+@pytest.fixture(scope="module")
+def colorizer(workdir):
+  return inference.Colorizer.from_workdir(workdir)
+
+
+def lightness(rgb: np.ndarray) -> np.ndarray:
+  return skimage.color.rgb2lab(rgb[..., :3])[..., 0]
+
+
+def chroma(rgb: np.ndarray) -> np.ndarray:
+  ab = skimage.color.rgb2lab(rgb[..., :3])[..., 1:]
+  return np.hypot(ab[..., 0], ab[..., 1])
+
+
+def test_workdir_alone_rebuilds_the_model(workdir, colorizer):
+  assert os.path.isfile(os.path.join(workdir, "config.json"))
+  assert colorizer.step == 2 and colorizer.render_size == 16
+  with pytest.raises(FileNotFoundError, match="no checkpoint at step 7"):
+    inference.Colorizer.from_workdir(workdir, step=7)
+
+
+def test_any_size_keeps_shape_lightness_and_gets_colour(colorizer):
+  photo = skimage.data.astronaut()[:301, :457]  # Odd sizes, 3:2-ish aspect.
+  out = colorizer(photo)
+  assert out.shape == photo.shape and out.dtype == np.uint8
+  # Full-resolution L is the input's: the rendering at 16 px only supplies chroma.
+  diff = np.abs(lightness(out) - lightness(photo))
+  assert np.mean(diff) < 0.5 and np.percentile(diff, 99) < 3.0, (diff.mean(), diff.max())
+  assert np.mean(chroma(out)) > 1.0  # A gray output would have chroma ~0.
+
+
+def test_gray_16_bit_and_rgba_inputs(colorizer):
+  photo = skimage.data.coffee()[:200, :260]
+  gray8 = np.round(skimage.color.rgb2gray(photo) * 255).astype(np.uint8)
+  gray16 = np.round(skimage.color.rgb2gray(photo) * 65535).astype(np.uint16)
+  alpha = np.tile(np.linspace(0, 255, photo.shape[1]).astype(np.uint8), (photo.shape[0], 1))
+  rgba = np.concatenate([photo, alpha[..., None]], axis=-1)
+
+  for image in (gray8, gray8[..., None]):
+    out = colorizer(image)
+    assert out.shape == photo.shape and out.dtype == np.uint8
+  out16 = colorizer(gray16)
+  assert out16.shape == photo.shape and out16.dtype == np.uint16
+  # 16-bit and 8-bit versions of one photo give the same picture, to 8-bit rounding.
+  out8 = colorizer(gray8)
+  assert np.abs(out16.astype(np.int64) // 257 - out8).mean() < 1.5
+  out_rgba = colorizer(rgba)
+  assert out_rgba.shape == rgba.shape
+  np.testing.assert_array_equal(out_rgba[..., 3], alpha)
+
+
+def test_batch_matches_single_calls(colorizer):
+  photos = [skimage.data.astronaut()[:120, :200], skimage.data.chelsea(), np.zeros((1, 1), np.uint8)]
+  batched = colorizer.colorize_batch(photos)
+  for photo, got in zip(photos, batched):
+    single = colorizer(photo)
+    assert got.shape[:2] == photo.shape[:2]
+    assert np.abs(got.astype(int) - single).max() <= 1
+
+
+def test_bad_arrays_are_refused(colorizer):
+  with pytest.raises(TypeError, match="uint8 or uint16"):
+    colorizer(np.zeros((8, 8, 3), np.float32))
+  with pytest.raises(ValueError, match="got shape"):
+    colorizer(np.zeros((8, 8, 2), np.uint8))
+
+
+# ------------------------------------------------------------------------------------------
+# The command on files.
+# ------------------------------------------------------------------------------------------
+def _png_with_declared_size(width: int, height: int) -> bytes:
+  """A real 16x16 PNG whose IHDR claims width x height (a decompression-bomb header)."""
+  buffer = io.BytesIO()
+  Image.new("L", (16, 16)).save(buffer, format="PNG")
+  data = bytearray(buffer.getvalue())
+  ihdr = 8 + 8  # Signature, then length + b"IHDR".
+  data[ihdr:ihdr + 8] = struct.pack(">II", width, height)
+  data[ihdr + 13:ihdr + 17] = struct.pack(">I", zlib.crc32(bytes(data[ihdr - 4:ihdr + 13])))
+  return bytes(data)
+
+
+def _jpeg(image: Image.Image, **kwargs) -> bytes:
+  buffer = io.BytesIO()
+  image.save(buffer, format="JPEG", quality=90, **kwargs)
+  return buffer.getvalue()
+
+
+def _corpus(root) -> tuple[dict[str, tuple[int, int, int]], dict[str, str]]:
+  """Writes good and bad files; returns ({good: (h, w, channels)}, {bad: reason})."""
+  astronaut = Image.fromarray(skimage.data.astronaut()[:180, :240])
+  coffee = skimage.data.coffee()[:120, :160]
+  (root / "sub").mkdir()
+  good, bad = {}, {}
+
+  def write(name, data):
+    (root / name).write_bytes(data)
+
+  write("astronaut.jpg", _jpeg(astronaut))
+  good["astronaut.jpg"] = (180, 240, 3)
+  exif = Image.Exif()
+  exif[0x0112] = 6  # Rotate 90 degrees: the output must be upright (240 x 180).
+  write("sub/rotated.jpg", _jpeg(astronaut, exif=exif))
+  good["sub/rotated.jpg"] = (240, 180, 3)
+  write("sub/cmyk.jpg", _jpeg(Image.fromarray(coffee).convert("CMYK")))
+  good["sub/cmyk.jpg"] = (120, 160, 3)
+  gray16 = (skimage.color.rgb2gray(coffee) * 65535).astype(np.uint16)
+  Image.fromarray(gray16).save(root / "gray16.png")
+  good["gray16.png"] = (120, 160, 3)
+  rgba = np.concatenate([coffee, np.full(coffee.shape[:2] + (1,), 77, np.uint8)], axis=-1)
+  Image.fromarray(rgba).save(root / "rgba.png")
+  good["rgba.png"] = (120, 160, 4)
+  Image.fromarray(coffee).quantize(64).save(root / "palette.png")
+  good["palette.png"] = (120, 160, 3)
+  Image.new("L", (1, 1), 128).save(root / "pixel.png")
+  good["pixel.png"] = (1, 1, 3)
+
+  write("truncated.jpg", _jpeg(astronaut)[:2000])
+  bad["truncated.jpg"] = "truncated or corrupt"
+  write("empty.jpg", b"")
+  bad["empty.jpg"] = "empty file"
+  write("notes.jpg", b"this is a text file, not a photo\n" * 20)
+  bad["notes.jpg"] = "not an image"
+  write("bomb.png", _png_with_declared_size(50_000, 50_000))
+  bad["bomb.png"] = "too large"
+  return good, bad
+
+
+def _digests(root) -> dict[str, str]:
+  return {str(p): hashlib.sha256(p.read_bytes()).hexdigest()
+          for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_command_writes_good_files_and_reports_bad_ones(workdir, tmp_path, capsys):
+  photos = tmp_path / "photos"
+  photos.mkdir()
+  good, bad = _corpus(photos)
+  before = _digests(photos)
+  out = tmp_path / "out"
+  code = colorize.main([str(photos), "-o", str(out), f"--workdir={workdir}", "--no_progress",
+                        "--batch_size=4"])
+  assert code == 0
+  assert _digests(photos) == before  # Inputs untouched.
+  for name, shape in good.items():
+    result = np.asarray(Image.open(out / (os.path.splitext(name)[0] + "_color.png")))
+    assert result.shape == shape, name
+  rgba_out = np.asarray(Image.open(out / "rgba_color.png"))
+  assert (rgba_out[..., 3] == 77).all()
+  report = capsys.readouterr().out
+  assert f"written: {len(good)}, skipped: {len(bad)}" in report
+  for name, reason in bad.items():
+    assert not (out / (os.path.splitext(name)[0] + "_color.png")).exists()
+    assert any(name in line and reason in line for line in report.splitlines()), (name, report)
+
+
+def test_command_never_overwrites_inputs_and_fails_when_nothing_is_written(workdir, tmp_path,
+                                                                           capsys):
+  folder = tmp_path / "f"
+  folder.mkdir()
+  photo = Image.fromarray(skimage.data.chelsea()[:64, :64])
+  photo.save(folder / "cat.png")
+  photo.save(folder / "cat_color.png")  # Would be cat.png's output in the same folder.
+  before = _digests(folder)
+  jpeg_glob = str(folder / "*.png")
+  code = colorize.main([jpeg_glob, "-o", str(folder), f"--workdir={workdir}", "--no_progress",
+                        "--format=jpeg"])
+  # cat.png -> cat_color.jpg is not an input (format jpeg); now ask for png into the same folder.
+  assert code == 0 and (folder / "cat_color.jpg").exists()
+  (folder / "cat_color.jpg").unlink()
+  code = colorize.main([str(folder / "cat.png"), str(folder / "cat_color.png"), "-o", str(folder),
+                        f"--workdir={workdir}", "--no_progress"])
+  assert code == 0
+  assert _digests(folder).items() >= before.items()  # Both inputs kept byte for byte.
+  assert "is an input; refusing to overwrite it" in capsys.readouterr().out
+  assert (folder / "cat_color_color.png").exists()
+
+  (tmp_path / "bad.jpg").write_bytes(b"")
+  assert colorize.main([str(tmp_path / "bad.jpg"), str(tmp_path / "missing*.jpg"), "-o",
+                        str(tmp_path / "o2"), f"--workdir={workdir}", "--no_progress"]) == 1
+  report = capsys.readouterr().out
+  assert "written: 0, skipped: 2" in report and "no such file" in report

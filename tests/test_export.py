@@ -1,0 +1,76 @@
+"""StableHLO and SavedModel exports reproduce the live colorizer on real photos."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import skimage.data
+
+from colorjax import export
+from colorjax import inference
+from colorjax import train
+from conftest import REPO_ROOT, tiny_config
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+  """(colorizer, export folder) after `python -m colorjax.export --format=all` (in process)."""
+  workdir = str(tmp_path_factory.mktemp("workdir"))
+  train.train_and_evaluate(tiny_config("lsgan"), workdir)
+  out = os.path.join(workdir, "exported")
+  assert export.main([f"--workdir={workdir}", "--format=all", f"--out={out}"]) == 0
+  return inference.Colorizer.from_workdir(workdir), out
+
+
+def photos(height: int, width: int) -> np.ndarray:
+  return np.stack([skimage.data.astronaut()[:height, :width],
+                   skimage.data.coffee()[:height, :width],
+                   skimage.data.chelsea()[:height, :width]])
+
+
+def test_signature_describes_a_symbolic_rgb_function(exported):
+  _, out = exported
+  signature = json.load(open(os.path.join(out, export.SIGNATURE_FILE)))
+  assert signature["inputs"][0]["shape"] == ["b", "h", "w", 3]
+  assert signature["render_size"] == 16 and signature["step"] == 2
+  assert set(signature["platforms"]) == {"cpu", "cuda"}
+
+
+@pytest.mark.parametrize("batch,height,width", [(3, 200, 300), (1, 123, 77)])
+def test_stablehlo_matches_live_model(exported, batch, height, width):
+  colorizer, out = exported
+  images = photos(height, width)[:batch]
+  got = np.asarray(export.load_stablehlo(out)(images))
+  assert got.shape == images.shape and got.dtype == np.uint8
+  for image, result in zip(images, got):
+    assert np.abs(result.astype(int) - colorizer(image)).max() <= 1
+
+
+def test_stablehlo_loads_without_colorjax_model_code(exported):
+  _, out = exported
+  script = (
+      "import sys, numpy as np\n"
+      "from colorjax.export import load_stablehlo\n"
+      f"y = load_stablehlo({out!r})(np.full((2, 40, 56, 3), 128, np.uint8))\n"
+      "assert y.shape == (2, 40, 56, 3), y.shape\n"
+      "loaded = [m for m in ('colorjax.models', 'colorjax.train', 'flax', 'colorjax.inference')"
+      " if m in sys.modules]\n"
+      "assert not loaded, loaded\n")
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_savedmodel_matches_live_model(exported):
+  import tensorflow as tf
+  colorizer, out = exported
+  images = photos(96, 144)
+  serving = tf.saved_model.load(os.path.join(out, export.SAVEDMODEL_DIR))
+  got = serving.signatures["serving_default"](rgb=tf.constant(images))["output_0"].numpy()
+  assert got.shape == images.shape
+  for image, result in zip(images, got):
+    assert np.abs(result.astype(int) - colorizer(image)).max() <= 1
