@@ -8,24 +8,43 @@ from absl import logging
 import jax
 
 
-def initialize() -> None:
+def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
+               process_id: int | None = None) -> None:
   """Calls `jax.distributed.initialize()` when launched as one of several processes.
 
-  Detected from JAX's own variables (JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES,
-  JAX_PROCESS_ID) or SLURM's (SLURM_NTASKS > 1). A single process runs as is.
+  The arguments (main.py's --coordinator_address, --num_processes, --process_id) take
+  precedence over JAX's own variables (JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES,
+  JAX_PROCESS_ID); without either, SLURM's (SLURM_NTASKS > 1) are detected by JAX. A single
+  process runs as is.
   """
-  if os.environ.get("JAX_COORDINATOR_ADDRESS"):
-    kwargs = {"coordinator_address": os.environ["JAX_COORDINATOR_ADDRESS"],
-              "num_processes": int(os.environ["JAX_NUM_PROCESSES"]),
-              "process_id": int(os.environ["JAX_PROCESS_ID"])}
-    if os.environ.get("JAX_PLATFORMS", "") == "cpu":
-      jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  address = coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS")
+  if address:
+    kwargs = {"coordinator_address": address,
+              "num_processes": _int_setting(num_processes, "num_processes", "JAX_NUM_PROCESSES"),
+              "process_id": _int_setting(process_id, "process_id", "JAX_PROCESS_ID")}
+    # Cross-process collectives of the CPU backend (multi-process CPU runs, and host-side
+    # arrays on GPU hosts). gloo is JAX's default today; name it so a changed default
+    # cannot silently leave CPU runs without collectives.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(**kwargs)
+  elif num_processes is not None or process_id is not None:
+    raise ValueError("--num_processes/--process_id need --coordinator_address (or "
+                     "JAX_COORDINATOR_ADDRESS), e.g. --coordinator_address=10.0.0.1:1234")
   elif int(os.environ.get("SLURM_NTASKS", "1")) > 1:
     jax.distributed.initialize()  # Reads the SLURM environment.
   else:
     return
   logging.info("distributed: process %d of %d", jax.process_index(), jax.process_count())
+
+
+def _int_setting(value: int | None, flag: str, variable: str) -> int:
+  """`value` when given, else the environment variable; fails naming both when neither is set."""
+  if value is not None:
+    return value
+  if variable not in os.environ:
+    raise ValueError(f"a multi-process run needs --{flag} or {variable} "
+                     "along with the coordinator address")
+  return int(os.environ[variable])
 
 
 def make_data_mesh() -> jax.sharding.Mesh:

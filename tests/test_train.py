@@ -113,6 +113,19 @@ def test_eval_mode_restores_and_writes_metrics_json(tmp_path, tiny_lsgan_config)
   assert record["model"]["psnr"] == pytest.approx(results["psnr"])
 
 
+def test_eval_reports_fid_with_user_supplied_inception_weights(tmp_path, tiny_lsgan_config):
+  from colorjax import fid
+  weights = str(tmp_path / "inception.npz")
+  fid.save_params(weights, fid.init_params(seed=0))  # Random weights, in the real file format.
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(tiny_lsgan_config, workdir)
+  with tiny_lsgan_config.unlocked():
+    tiny_lsgan_config.eval.fid_weights = weights
+  train.evaluate_checkpoint(tiny_lsgan_config, workdir)
+  record = json.load(open(os.path.join(workdir, "eval", "latest.json")))
+  assert record["model"]["fid"] >= 0 and record["gray_baseline"]["fid"] > 0
+
+
 def test_eval_without_checkpoint_says_so(tmp_path, tiny_lsgan_config):
   with pytest.raises(FileNotFoundError, match="train first"):
     train.evaluate_checkpoint(tiny_lsgan_config, str(tmp_path))
