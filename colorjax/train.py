@@ -296,8 +296,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps
       # A stopping run skips eval: the grace period before SIGKILL is for the checkpoint.
       if not stop_now and (step % config.sample_every_steps == 0 or
                            step % config.eval_every_steps == 0):
+        eval_start = time.perf_counter()
         evaluate(config, workdir, parts, state, mesh, writer, step,
                  with_metrics=step % config.eval_every_steps == 0)
+        window_time += time.perf_counter() - eval_start  # images/s counts training only.
       if stop_now:
         manager.wait_until_finished()  # Say "saved" only once the checkpoint is complete.
         logging.warning("%s received: saved a checkpoint at step %d in %s; rerun the same "
@@ -331,14 +333,25 @@ def _eval_batches(config: ml_collections.ConfigDict,
   return batches(), num_batches
 
 
+_EVAL_STEPS: dict[tuple[int, Any], tuple[steps.StepParts, Any]] = {}
+
+
+def _jitted_eval_step(parts: steps.StepParts, batch_sharding: NamedSharding):
+  """One jitted eval step per (parts, sharding), so evals during training compile once."""
+  key = (id(parts), batch_sharding)
+  if key not in _EVAL_STEPS:
+    _EVAL_STEPS[key] = (parts, jax.jit(functools.partial(steps.eval_step, parts),
+                                       out_shardings=(batch_sharding, batch_sharding)))
+  return _EVAL_STEPS[key][1]
+
+
 def evaluate(config: ml_collections.ConfigDict, workdir: str, parts: steps.StepParts,
              state: steps.TrainState, mesh: jax.sharding.Mesh,
              writer: metric_writers.MetricWriter, step: int,
              with_metrics: bool = True) -> dict[str, float]:
   """Scores the eval split (model and gray baseline), writes JSON, scalars and a sample grid."""
-  replicated, batch_sharding = _shardings(mesh)
-  eval_step = jax.jit(functools.partial(steps.eval_step, parts),
-                      out_shardings=(batch_sharding, batch_sharding))
+  _, batch_sharding = _shardings(mesh)
+  eval_step = _jitted_eval_step(parts, batch_sharding)
   sums, count, grid = {}, 0, None
   fid_scores = FidScores(config.eval.fid_weights) if with_metrics and config.eval.fid_weights \
       else None
