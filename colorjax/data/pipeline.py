@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from absl import flags
 import grain
 import jax
 import numpy as np
@@ -116,15 +117,29 @@ def _finish(ds: grain.MapDataset, batch_size: int, data_config: Any,
                                             prefetch_buffer_size=2 * batch_size))
   it = it.batch(batch_size, drop_remainder=drop_remainder, batch_fn=_stack)
   if data_config.num_workers > 0:
+    _use_default_flags_if_unparsed()
     it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=data_config.num_workers))
   return it
+
+
+def _use_default_flags_if_unparsed() -> None:
+  """Grain's worker processes read grain's absl flags; outside an absl app (tests, notebooks,
+  benchmarks) nothing parsed them and the first batch raises UnparsedFlagAccessError."""
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+
+
+def _process_seed(seed: int) -> int:
+  return int(np.random.SeedSequence([seed, jax.process_index()]).generate_state(1)[0])
 
 
 def create_train_dataset(config: Any) -> grain.IterDataset:
   """An endless, shuffled, augmented stream of this process's uint8 batches (B_local, S, S, 3)."""
   data = config.data
   ds = grain.MapDataset.source(sources.create_source(data, train=True))
-  ds = _process_shard(ds).seed(config.seed).shuffle().repeat()
+  # Each process shuffles and augments its shard with its own seed: the same seed everywhere
+  # would give every process the same crops and flips for its i-th record.
+  ds = _process_shard(ds).seed(_process_seed(config.seed)).shuffle().repeat()
   ds = ds.random_map(TrainTransform(data.image_size, data.min_crop_scale, data.random_flip))
   return _finish(ds, local_batch_size(config.batch_size), data, drop_remainder=True)
 

@@ -38,15 +38,26 @@ class TfdsPreset:
 
 DATASETS: Registry[Callable[..., Sequence[Any]] | TfdsPreset] = Registry("dataset")
 
+# Split names and the "image" feature checked against the TFDS builders (tensorflow-datasets
+# 4.9: cifar10/100 have train/test; celeb_a, places365_small and imagenet2012 have
+# train/validation/test, where imagenet2012's test split has no labels and needs a third tar).
+# `how_to_get` says what TFDS downloads (or the user must), from where and how big; "{manual_dir}"
+# is replaced by the folder TFDS reads manual downloads from.
 _TFDS_PRESETS = [
-    TfdsPreset("cifar10", SplitNames("train", "test"), "downloaded automatically by TFDS"),
-    TfdsPreset("cifar100", SplitNames("train", "test"), "downloaded automatically by TFDS"),
+    TfdsPreset("cifar10", SplitNames("train", "test"),
+               "TFDS downloads it (163 MB, www.cs.toronto.edu/~kriz)"),
+    TfdsPreset("cifar100", SplitNames("train", "test"),
+               "TFDS downloads it (161 MB, www.cs.toronto.edu/~kriz)"),
     TfdsPreset("celeb_a", SplitNames("train", "validation"),
-               "downloaded by TFDS from Google Drive (may need a manual download, see TFDS docs)"),
+               "TFDS downloads it from Google Drive (1.5 GB; Drive's download quota often refuses "
+               "it, then retry later, or put the img_align_celeba photos in a folder and use that)"),
     TfdsPreset("places365_small", SplitNames("train", "validation"),
-               "downloaded automatically by TFDS (~30 GB)"),
+               "TFDS downloads it (31 GB of tars from data.csail.mit.edu/places/places365: "
+               "train_256_places365standard.tar 26 GB, test_256.tar 4.7 GB, val_256.tar 0.5 GB)"),
     TfdsPreset("imagenet2012", SplitNames("train", "validation"),
-               "manual download: put ILSVRC2012_img_{train,val}.tar in <data_dir>/downloads/manual"),
+               "manual download: register at https://image-net.org/download-images, download "
+               "ILSVRC2012_img_train.tar (148 GB) and ILSVRC2012_img_val.tar (6.7 GB) and put both "
+               "in {manual_dir}"),
 ]
 for _preset in _TFDS_PRESETS:
   DATASETS.register(_preset.name)(_preset)
@@ -96,7 +107,43 @@ class FolderSource:
     return {"image": self._paths[index]}
 
 
-def _tfds_source(name: str, split: str, data_dir: str | None, how_to_get: str) -> Sequence[Any]:
+def _missing_dataset_message(name: str, split: str, searched: str, how_to_get: str | None,
+                             error: Exception) -> str:
+  """What to download, where to put it and how to prepare it, for a dataset TFDS cannot read."""
+  lines = [f"dataset {name!r} (split {split!r}) is not prepared in ArrayRecord format under "
+           f"data_dir={searched!r}."]
+  if how_to_get is None:
+    lines.append(f"  {name!r} is neither a registered name nor a folder, so it must be a dataset "
+                 "written there by `python -m colorjax.prepare` (or by TFDS as ArrayRecord); "
+                 "check --config.data.name and --config.data.data_dir.")
+  else:
+    manual_dir = os.path.join(searched, "downloads", "manual")
+    # The Python API, not `tfds build`: the CLI of tensorflow-datasets 4.9 fails to start
+    # without apache-beam installed; the API does not need it.
+    build = (f"python -c \"import tensorflow_datasets as tfds; tfds.builder('{name}', "
+             f"data_dir='{searched}').download_and_prepare(file_format='array_record')\"")
+    lines += [f"  Download: {how_to_get.format(manual_dir=manual_dir)}.",
+              f"  Prepare (writes {os.path.join(searched, name)}): {build}"]
+  lines += [f"  Or train on a folder of your own photos with --config.data.name=/path/to/photos, "
+            f"or convert the folder once with `python -m colorjax.prepare "
+            f"--src=/path/to/photos --name=my_photos --data_dir={searched}` and use "
+            f"--config.data.name=my_photos.",
+            f"  Registered names: {', '.join(DATASETS.names())}.",
+            f"  (TFDS said: {type(error).__name__}: {_abridged(str(error))})"]
+  return "\n".join(lines)
+
+
+def _abridged(text: str, head: int = 3, tail: int = 4) -> str:
+  """TFDS's own error text without the middle (for an unknown name, its whole catalog)."""
+  lines = [line for line in text.splitlines() if line.strip()]
+  if len(lines) <= head + tail + 1:
+    return "\n".join(lines)
+  return "\n".join(lines[:head] + [f"\t[... {len(lines) - head - tail} lines ...]"]
+                   + lines[-tail:])
+
+
+def _tfds_source(name: str, split: str, data_dir: str | None,
+                 how_to_get: str | None) -> Sequence[Any]:
   import tensorflow_datasets as tfds  # Imports TF: keep it lazy and keep TF off the GPU.
   from colorjax import tf_utils
   tf_utils.hide_tf_from_accelerators()
@@ -104,14 +151,7 @@ def _tfds_source(name: str, split: str, data_dir: str | None, how_to_get: str) -
     return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
   except Exception as e:  # TFDS raises several types (DatasetNotFoundError, AssertionError, ...).
     searched = data_dir or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")
-    raise FileNotFoundError(
-        f"dataset {name!r} (split {split!r}) is not prepared in ArrayRecord format under "
-        f"data_dir={searched!r}: {type(e).__name__}: {e}\n"
-        f"How to get it: {how_to_get}; prepare it with `tfds build {name} --data_dir={searched} "
-        f"--file_format=array_record` (needs network), or train on a folder of your own photos "
-        f"with --config.data.name=/path/to/photos (or convert the folder once with "
-        f"`python -m colorjax.prepare --src=/path/to/photos --name=my_photos "
-        f"--data_dir={searched}`). Registered names: {', '.join(DATASETS.names())}.") from e
+    raise FileNotFoundError(_missing_dataset_message(name, split, searched, how_to_get, e)) from e
 
 
 def resolve_split(data_config: Any, train: bool) -> str:
@@ -138,5 +178,4 @@ def create_source(data_config: Any, *, train: bool) -> Sequence[Any]:
     if not os.path.isdir(name):
       raise FileNotFoundError(f"data.name {name!r} looks like a folder but does not exist")
     return FolderSource(name, split, data_config.validation_percent)
-  return _tfds_source(name, split, data_config.data_dir or None,
-                      "a dataset you prepared yourself (python -m colorjax.prepare)")
+  return _tfds_source(name, split, data_config.data_dir or None, how_to_get=None)
