@@ -12,12 +12,14 @@ import ml_collections
 def get_base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
-  c.batch_size = 16  # Global: split over all devices of all processes.
-  c.num_train_steps = 2000
-  c.log_every_steps = 50
-  c.checkpoint_every_steps = 500
-  c.eval_every_steps = 1000
-  c.sample_every_steps = 500  # Image grids (L | prediction | truth) to TensorBoard and PNG.
+  # The defaults size the offline demo (embedded photos, 64 px) to minutes on a 2-core CPU;
+  # real runs raise batch_size and num_train_steps (see each config's docstring).
+  c.batch_size = 8  # Global: split over all devices of all processes.
+  c.num_train_steps = 600
+  c.log_every_steps = 20
+  c.checkpoint_every_steps = 200
+  c.eval_every_steps = 600
+  c.sample_every_steps = 200  # Image grids (L | prediction | truth) to TensorBoard and PNG.
   c.max_checkpoints_to_keep = 3
   c.dtype = "float32"  # Computation dtype ("bfloat16" for mixed precision); params stay float32.
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import math
 import os
 import pathlib
 import warnings
@@ -134,6 +135,14 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
   return img
 
 
+def _draft(img: Image.Image, min_decode_side: int) -> None:
+  """Asks libjpeg for the smallest DCT scale whose shorter side is still >= min_decode_side."""
+  width, height = img.size
+  scale = min_decode_side / min(width, height)
+  if scale < 0.5:  # Below 2x there is no smaller scale to gain.
+    img.draft(img.mode, (math.ceil(width * scale), math.ceil(height * scale)))
+
+
 def _load(img: Image.Image) -> Image.Image:
   """Fully decodes, refusing partial decodes, then applies EXIF orientation."""
   # Partial decodes must fail loudly; set it here (not only at import) because
@@ -193,6 +202,7 @@ def read_image(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     min_side: int = DEFAULT_MIN_SIDE,
+    min_decode_side: int | None = None,
 ) -> DecodedImage:
   """Decodes an image file (path or encoded bytes) into arrays.
 
@@ -201,6 +211,9 @@ def read_image(
       Multi-frame files (GIF, TIFF) give their first frame.
     max_pixels: refuse images with more pixels than this before decoding.
     min_side: refuse images whose shorter side (after EXIF rotation) is below.
+    min_decode_side: when given, a JPEG may be decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT
+      scaling, several times faster than a full decode) as long as its shorter side stays at
+      least this long. The training pipeline passes what its crops need.
 
   Returns:
     The decoded, upright image.
@@ -214,6 +227,8 @@ def read_image(
     raise ImageError("empty file", "empty file: 0 bytes")
   img = _open(data, max_pixels)
   mode = img.mode
+  if min_decode_side and img.format == "JPEG":
+    _draft(img, min_decode_side)
   img = _load(img)
   width, height = img.size
   if min(width, height) < min_side:

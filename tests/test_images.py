@@ -261,3 +261,16 @@ def test_hash_split_same_in_other_process():
                          env=env, check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
   assert there.stdout.strip() == here
   assert 60 < here.count("v") < 140
+
+
+def test_min_decode_side_decodes_large_jpegs_at_reduced_scale():
+  photo = np.asarray(Image.fromarray(data.astronaut()).resize((1024, 1024)))
+  buffer = io.BytesIO()
+  Image.fromarray(photo).save(buffer, format="JPEG", quality=95)
+  full = images.read_image(buffer.getvalue())
+  reduced = images.read_image(buffer.getvalue(), min_decode_side=200)
+  assert full.rgb.shape == (1024, 1024, 3)
+  assert reduced.rgb.shape == (256, 256, 3)  # 1/4 scale: the smallest with a side >= 200.
+  downsampled = np.asarray(Image.fromarray(full.rgb).resize((256, 256), Image.BOX), np.float32)
+  assert np.abs(reduced.rgb.astype(np.float32) - downsampled).mean() < 4
+  assert images.read_image(buffer.getvalue(), min_decode_side=600).rgb.shape == (1024, 1024, 3)

@@ -8,6 +8,7 @@ its part of the global batch; `to_global_batch` assembles the global array on th
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from absl import flags
@@ -20,12 +21,15 @@ from colorjax import images
 from colorjax.data import sources
 
 
-def _to_rgb(record: dict[str, Any]) -> np.ndarray | None:
-  """A record's image as uint8 (H, W, 3), or None (logged) when the file cannot be used."""
+def _to_rgb(record: dict[str, Any], min_decode_side: int) -> np.ndarray | None:
+  """A record's image as uint8 (H, W, 3), or None (logged) when the file cannot be used.
+
+  Files are decoded at reduced scale where the shorter side stays >= `min_decode_side`.
+  """
   image = record["image"]
   if isinstance(image, (str, bytes)):
     try:
-      decoded = images.read_image(image)
+      decoded = images.read_image(image, min_decode_side=min_decode_side)
     except images.ImageError as e:
       logging.warning("skipping %s: %s", image, e)
       return None
@@ -77,7 +81,8 @@ class TrainTransform(grain.transforms.RandomMap):
     self.size, self.min_scale, self.flip = size, min_scale, flip
 
   def random_map(self, record: dict[str, Any], rng: np.random.Generator) -> np.ndarray | None:
-    rgb = _to_rgb(record)
+    # The smallest crop (area min_scale, aspect 4/3) should still hold `size` pixels a side.
+    rgb = _to_rgb(record, math.ceil(self.size / math.sqrt(self.min_scale * 0.75)))
     if rgb is None:
       return None
     return random_resized_crop(rgb, self.size, rng, self.min_scale, self.flip)
@@ -89,7 +94,7 @@ class EvalTransform(grain.transforms.Map):
     self.size = size
 
   def map(self, record: dict[str, Any]) -> np.ndarray | None:
-    rgb = _to_rgb(record)
+    rgb = _to_rgb(record, self.size)
     return None if rgb is None else center_crop(rgb, self.size)
 
 
