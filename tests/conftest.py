@@ -17,7 +17,6 @@ CIFAR10_DIR = os.path.join(os.path.dirname(REPO_ROOT), "shared", "data", "cifar1
 
 def tiny_config(name: str = "lsgan"):
   """A config file from configs/ shrunk to seconds per step on CPU: 16 px, 8 images, tiny nets."""
-  from ml_collections import config_flags  # noqa: F401  (ensures ml_collections is importable)
   import importlib.util
   spec = importlib.util.spec_from_file_location(f"cfg_{name}",
                                                 os.path.join(REPO_ROOT, "configs", f"{name}.py"))

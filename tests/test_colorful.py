@@ -9,7 +9,7 @@ from colorjax import prior as prior_lib
 from colorjax import train
 from colorjax.color import quantize
 from conftest import tiny_config
-from test_train import read_scalars
+from launch_utils import read_scalars
 
 
 def test_colorful_trains_with_prior_and_reports_rebalanced_auc(tmp_path):

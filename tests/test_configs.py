@@ -9,7 +9,7 @@ import pytest
 
 from colorjax import train
 from conftest import REPO_ROOT, tiny_config
-from test_train import read_scalars
+from launch_utils import read_scalars
 
 CONFIGS = sorted(os.path.splitext(os.path.basename(p))[0]
                  for p in glob.glob(os.path.join(REPO_ROOT, "configs", "*.py")))

@@ -16,20 +16,7 @@ import skimage.data
 from colorjax import steps
 from colorjax import train
 from conftest import REPO_ROOT, tiny_config
-
-
-def read_scalars(workdir: str) -> dict[str, dict[int, float]]:
-  """Every scalar in the workdir's TensorBoard event files: {tag: {step: value}}."""
-  import tensorflow as tf
-  scalars = {}
-  for path in sorted(glob.glob(os.path.join(workdir, "events.out.tfevents.*"))):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for value in event.summary.value:
-        if value.HasField("tensor") and not value.tensor.string_val:
-          number = tf.make_ndarray(value.tensor)
-          if number.size == 1:
-            scalars.setdefault(value.tag, {})[event.step] = float(number)
-  return scalars
+from launch_utils import read_scalars
 
 
 def photo_batch(size: int = 16, n: int = 8) -> np.ndarray:
