@@ -195,3 +195,34 @@ def test_fusion_attention_adam_steps_lower_l1_on_photos():
     losses.append(float(loss))
   assert np.all(np.isfinite(losses))
   assert np.mean(losses[-3:]) < 0.7 * losses[0]
+
+
+@pytest.mark.parametrize("kernel,strides,padding,dilation", [
+    ((4, 4), (2, 2), ((1, 1), (1, 1)), (1, 1)), ((3, 3), (1, 1), "SAME", (1, 1)),
+    ((4, 4), (2, 2), "SAME", (1, 1)), ((3, 3), (1, 1), "SAME", (2, 2)),
+    ((4, 4), (1, 1), ((1, 1), (1, 1)), (1, 1))])
+def test_im2col_conv_equals_xla_conv_with_gradients(kernel, strides, padding, dilation):
+  from colorjax.models.layers import Conv2d
+  x = jax.random.normal(jax.random.key(1), (2, 9, 8, 3))
+  reference = nn.Conv(5, kernel, strides=strides, padding=padding, kernel_dilation=dilation)
+  fast = Conv2d(5, kernel, strides, padding, kernel_dilation=dilation)
+  variables = reference.init(jax.random.key(0), x)
+  np.testing.assert_allclose(fast.apply(variables, x), reference.apply(variables, x), atol=1e-5)
+  loss = lambda module: lambda v, x: jnp.sum(jnp.sin(module.apply(v, x)))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-4),
+               jax.grad(loss(fast), argnums=(0, 1))(variables, x),
+               jax.grad(loss(reference), argnums=(0, 1))(variables, x))
+
+
+def test_sub_pixel_transposed_conv_equals_flax_conv_transpose_with_gradients():
+  from colorjax.models.layers import ConvTranspose2x
+  x = jax.random.normal(jax.random.key(1), (2, 5, 7, 3))
+  reference = nn.ConvTranspose(4, (4, 4), strides=(2, 2), padding="SAME")
+  variables = reference.init(jax.random.key(0), x)
+  variables = jax.tree.map(lambda a: a + 0.1, variables)  # A non-zero bias too.
+  np.testing.assert_allclose(ConvTranspose2x(4).apply(variables, x),
+                             reference.apply(variables, x), atol=1e-5)
+  loss = lambda module: lambda v, x: jnp.sum(jnp.sin(module.apply(v, x)))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-4),
+               jax.grad(loss(ConvTranspose2x(4)), argnums=(0, 1))(variables, x),
+               jax.grad(loss(reference), argnums=(0, 1))(variables, x))

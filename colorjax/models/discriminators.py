@@ -87,7 +87,6 @@ class EBGANAutoencoder(nn.Module):
       x = layers.ConvBlock(self.width * 2 ** i, (4, 4), (2, 2), norm=self.norm, transpose=True,
                            dtype=self.dtype)(x, train=train)
     # Linear output: the target spans [-1, 1], and a tanh would saturate on saturated ab.
-    recon = nn.ConvTranspose(inputs.shape[-1], (4, 4), strides=(2, 2), padding="SAME",
-                             dtype=self.dtype, name="reconstruction")(x)
+    recon = layers.ConvTranspose2x(inputs.shape[-1], dtype=self.dtype, name="reconstruction")(x)
     error = jnp.square(recon.astype(jnp.float32) - inputs.astype(jnp.float32))
     return jnp.mean(error, axis=(1, 2, 3))

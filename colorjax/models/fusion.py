@@ -116,7 +116,7 @@ class FusionAttention(nn.Module):
     x = self._block(x, self.width // 2, train)
     x = layers.upsample(x, 2, self.upsample)
     x = self._block(x, self.width // 2, train)
-    return jnp.tanh(nn.Conv(2, (3, 3), dtype=self.dtype, name="head")(x))
+    return jnp.tanh(layers.Conv2d(2, (3, 3), dtype=self.dtype, name="head")(x))
 
   @nn.compact
   def __call__(self, l: jax.Array, *, train: bool) -> dict[str, jax.Array]:

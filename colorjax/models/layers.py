@@ -28,6 +28,97 @@ NORMS = ("batch", "instance", "layer", "none")
 BATCH_NORM_MOMENTUM = 0.9
 
 
+def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+  total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+  return total // 2, total - total // 2
+
+
+def conv2d(x: jax.Array, kernel: jax.Array, strides: Sequence[int] = (1, 1),
+           padding: str | Sequence[tuple[int, int]] = "SAME",
+           dilation: Sequence[int] = (1, 1)) -> jax.Array:
+  """NHWC x HWIO convolution, as XLA's convolution or, on CPU, im2col + one matmul.
+
+  XLA's CPU backend computes convolution gradients (the weight gradient above all) in a slow
+  generic loop, about 10x off its matmul rate (benchmarks/README.md, "Train step"). Gathering
+  the kh x kw shifted views of the input and multiplying once by the reshaped kernel gives the
+  same result with a matmul forward and backward; on GPU/TPU the native convolution is used.
+  """
+  if jax.default_backend() != "cpu":
+    pads = padding if isinstance(padding, str) else tuple(map(tuple, padding))
+    return jax.lax.conv_general_dilated(x, kernel, tuple(strides), pads,
+                                        rhs_dilation=tuple(dilation),
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  kh, kw, c_in, c_out = kernel.shape
+  (sh, sw), (dh, dw) = strides, dilation
+  span_h, span_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1  # The dilated kernel's extent.
+  if isinstance(padding, str):
+    if padding != "SAME":
+      raise ValueError(f"padding {padding!r}: only 'SAME' or explicit pairs")
+    padding = (_same_padding(x.shape[1], span_h, sh), _same_padding(x.shape[2], span_w, sw))
+  x = jnp.pad(x, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
+  out_h = (x.shape[1] - span_h) // sh + 1
+  out_w = (x.shape[2] - span_w) // sw + 1
+  views = [x[:, i * dh:i * dh + sh * (out_h - 1) + 1:sh, j * dw:j * dw + sw * (out_w - 1) + 1:sw]
+           for i in range(kh) for j in range(kw)]
+  patches = jnp.concatenate(views, axis=-1) if len(views) > 1 else views[0]
+  return patches @ kernel.reshape(kh * kw * c_in, c_out)
+
+
+class Conv2d(nn.Module):
+  """`nn.Conv` (same "kernel"/"bias" parameters) computed with `conv2d`."""
+  features: int
+  kernel_size: Sequence[int] = (3, 3)
+  strides: Sequence[int] = (1, 1)
+  padding: str | Sequence[tuple[int, int]] = "SAME"
+  use_bias: bool = True
+  kernel_dilation: Sequence[int] = (1, 1)
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                        (*self.kernel_size, x.shape[-1], self.features))
+    y = conv2d(x.astype(self.dtype), kernel.astype(self.dtype), self.strides, self.padding,
+               self.kernel_dilation)
+    if self.use_bias:
+      y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(self.dtype)
+    return y
+
+
+class ConvTranspose2x(nn.Module):
+  """`nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding="SAME")`, computed fast on CPU.
+
+  XLA's CPU backend runs the gradient of a transposed (input-dilated) convolution through a slow
+  generic path, up to 10x the time of its forward pass (benchmarks/README.md, "Train step").
+  The same layer is a sub-pixel convolution: with Flax's SAME padding, output row 2m + a reads
+  input rows m - 1 + a and m + a through kernel taps a and 2 + a. So one 2x2 convolution over
+  the input padded by one on each side, with the four phases' taps stacked as output channels,
+  then each phase's shifted slice interleaved (depth-to-space), gives identical outputs with the
+  same parameters ("kernel" (4, 4, C_in, C_out), "bias") and plain stride-1 gradients.
+  """
+  features: int
+  use_bias: bool = True
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    c_in, c_out = x.shape[-1], self.features
+    kernel = self.param("kernel", nn.initializers.lecun_normal(), (4, 4, c_in, c_out))
+    # kernel[2 dy + a, 2 dx + b] -> phase_kernel[dy, dx, c_in, (a, b, c_out)].
+    phase_kernel = kernel.reshape(2, 2, 2, 2, c_in, c_out).transpose(0, 2, 4, 1, 3, 5)
+    y = conv2d(x.astype(self.dtype),
+               phase_kernel.reshape(2, 2, c_in, 4 * c_out).astype(self.dtype),
+               padding=((1, 1), (1, 1)))
+    batch, height, width = x.shape[:3]
+    y = y.reshape(batch, height + 1, width + 1, 2, 2, c_out)
+    rows = [jnp.stack([y[:, a:a + height, b:b + width, a, b] for b in (0, 1)], axis=3)
+            for a in (0, 1)]  # Each (B, H, W, 2 (b), C_out).
+    y = jnp.stack(rows, axis=2).reshape(batch, 2 * height, 2 * width, c_out)
+    if self.use_bias:
+      y = y + self.param("bias", nn.initializers.zeros, (c_out,)).astype(self.dtype)
+    return y
+
+
 class Conv(nn.Module):
   """Convolution (or transposed convolution) with optional spectral normalisation.
 
@@ -50,9 +141,15 @@ class Conv(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, *, update_stats: bool = False) -> jax.Array:
-    layer_cls = nn.ConvTranspose if self.transpose else nn.Conv
-    layer = layer_cls(self.features, tuple(self.kernel_size), strides=tuple(self.strides),
-                      padding="SAME", use_bias=self.use_bias, dtype=self.dtype, name="conv")
+    kernel_size, strides = tuple(self.kernel_size), tuple(self.strides)
+    if not self.transpose:
+      layer = Conv2d(self.features, kernel_size, strides, "SAME", use_bias=self.use_bias,
+                     dtype=self.dtype, name="conv")
+    elif kernel_size == (4, 4) and strides == (2, 2):
+      layer = ConvTranspose2x(self.features, self.use_bias, self.dtype, name="conv")
+    else:
+      layer = nn.ConvTranspose(self.features, kernel_size, strides=strides, padding="SAME",
+                               use_bias=self.use_bias, dtype=self.dtype, name="conv")
     if not self.spectral_norm:
       return layer(x)
     return nn.SpectralNorm(layer, dtype=self.dtype, name="spectral_norm")(

@@ -8,7 +8,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from colorjax.models import DISCRIMINATORS
-from colorjax.models.layers import Norm, check_norm, leaky_relu
+from colorjax.models.layers import Conv2d, Norm, check_norm, leaky_relu
 
 
 @DISCRIMINATORS.register("patchgan")
@@ -39,8 +39,8 @@ class PatchGAN(nn.Module):
     return x.astype(jnp.float32)
 
   def _conv(self, features: int, stride: int, use_bias: bool):
-    conv = nn.Conv(features, (4, 4), strides=stride, padding=((1, 1), (1, 1)),
-                   use_bias=use_bias, dtype=self.dtype)
+    conv = Conv2d(features, (4, 4), (stride, stride), ((1, 1), (1, 1)), use_bias=use_bias,
+                  dtype=self.dtype)
     if self.spectral_norm:
       wrapped = nn.SpectralNorm(conv, dtype=self.dtype)
       return lambda x, train: wrapped(x, update_stats=train)

@@ -41,5 +41,5 @@ class Plain(nn.Module):
     for mult in _UP_LAYOUT:
       x = layers.ConvBlock(mult * self.width, (4, 4), (2, 2), transpose=True, dtype=self.dtype)(
           x, train=train)
-    ab = nn.Conv(2, (3, 3), padding="SAME", dtype=self.dtype, name="head")(x)
+    ab = layers.Conv2d(2, (3, 3), dtype=self.dtype, name="head")(x)
     return {"ab": jnp.tanh(ab)}

@@ -8,7 +8,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from colorjax.models import GENERATORS
-from colorjax.models.layers import Norm, check_norm
+from colorjax.models.layers import Conv2d, ConvTranspose2x, Norm, check_norm
 
 _KERNEL = (4, 4)
 
@@ -44,8 +44,8 @@ class UNet(nn.Module):
     for level in range(self.num_downs):
       if level > 0:
         x = nn.leaky_relu(x, 0.2)
-      x = nn.Conv(self._width(level), _KERNEL, strides=2, padding=1, use_bias=self.norm != "batch",
-                  dtype=self.dtype, name=f"down{level}")(x)
+      x = Conv2d(self._width(level), _KERNEL, (2, 2), ((1, 1), (1, 1)),
+                 use_bias=self.norm != "batch", dtype=self.dtype, name=f"down{level}")(x)
       innermost = level == self.num_downs - 1
       if 0 < level and not innermost:
         x = Norm(self.norm, dtype=self.dtype)(x, train=train)
@@ -53,12 +53,12 @@ class UNet(nn.Module):
     skips.pop()  # The innermost activation feeds the decoder directly.
     for level in reversed(range(self.num_downs - 1)):
       x = nn.relu(x)
-      x = nn.ConvTranspose(self._width(level), _KERNEL, strides=(2, 2), padding="SAME",
-                           use_bias=self.norm != "batch", dtype=self.dtype, name=f"up{level + 1}")(x)
+      x = ConvTranspose2x(self._width(level), use_bias=self.norm != "batch", dtype=self.dtype,
+                          name=f"up{level + 1}")(x)
       x = Norm(self.norm, dtype=self.dtype)(x, train=train)
       if level >= self.num_downs - 1 - self.num_dropout_levels and self.dropout > 0:
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
       x = jnp.concatenate([x, skips[level]], axis=-1)
     x = nn.relu(x)
-    x = nn.ConvTranspose(2, _KERNEL, strides=(2, 2), padding="SAME", dtype=self.dtype, name="up0")(x)
+    x = ConvTranspose2x(2, dtype=self.dtype, name="up0")(x)
     return {"ab": jnp.tanh(x).astype(jnp.float32)}

@@ -67,18 +67,17 @@ class ZhangCIC(nn.Module):
     for block, (mult, num_convs, stride, dilation) in enumerate(_BLOCKS, start=1):
       for i in range(num_convs):
         s = stride if i == num_convs - 1 else 1
-        x = nn.Conv(mult * self.width, (3, 3), strides=s, kernel_dilation=dilation,
-                    padding="SAME", dtype=self.dtype, name=f"conv{block}_{i + 1}")(x)
+        x = layers.Conv2d(mult * self.width, (3, 3), (s, s), "SAME",
+                          kernel_dilation=(dilation, dilation), dtype=self.dtype,
+                          name=f"conv{block}_{i + 1}")(x)
         x = nn.relu(x)
       x = nn.BatchNorm(use_running_average=not train, momentum=layers.BATCH_NORM_MOMENTUM,
                        dtype=self.dtype, name=f"norm{block}")(x)
     features = _BLOCK8_MULT * self.width
-    x = nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding="SAME", dtype=self.dtype,
-                         name="conv8_1")(x)
+    x = layers.ConvTranspose2x(features, dtype=self.dtype, name="conv8_1")(x)
     x = nn.relu(x)
     for i in (2, 3):
-      x = nn.relu(nn.Conv(features, (3, 3), padding="SAME", dtype=self.dtype,
-                          name=f"conv8_{i}")(x))
+      x = nn.relu(layers.Conv2d(features, (3, 3), dtype=self.dtype, name=f"conv8_{i}")(x))
     logits = nn.Conv(self.num_bins, (1, 1), dtype=self.dtype, name="class_head")(x)
     ab = jnp.tanh(nn.Conv(2, (1, 1), dtype=self.dtype, name="ab_head")(x))
     ab = jax.image.resize(ab, (ab.shape[0], height, width, 2), method="bilinear")
