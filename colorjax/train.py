@@ -358,7 +358,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, parts: steps.StepP
   for images, mask in batches:
     per_image, pred_rgb = eval_step(state, images)
     if grid is None:
-      grid = _sample_grid(images, pred_rgb, config.eval.num_samples)
+      grid = _sample_grid(images, pred_rgb, mask, config.eval.num_samples)
       if not with_metrics:
         break
     per_image, mask = multihost_utils.process_allgather((per_image, mask), tiled=True)
@@ -389,10 +389,14 @@ def _gray_rgb(images: np.ndarray) -> np.ndarray:
   return np.asarray(lab.model_outputs_to_rgb(l_norm, jnp.zeros(l_norm.shape[:-1] + (2,))))
 
 
-def _sample_grid(images: jax.Array, pred_rgb: jax.Array, num: int) -> np.ndarray:
-  images, pred_rgb = multihost_utils.process_allgather((images, pred_rgb), tiled=True)
-  truth = np.asarray(images[:num], np.float32) / 255.0
-  return visualize.sample_grid(_gray_rgb(images[:num]), np.asarray(pred_rgb[:num]), truth)
+def _sample_grid(images: jax.Array, pred_rgb: jax.Array, mask: jax.Array,
+                 num: int) -> np.ndarray:
+  """The first `num` real (unpadded) images: gray input | prediction | ground truth."""
+  images, pred_rgb, mask = multihost_utils.process_allgather((images, pred_rgb, mask),
+                                                             tiled=True)
+  images, pred_rgb = np.asarray(images)[mask][:num], np.asarray(pred_rgb)[mask][:num]
+  truth = images.astype(np.float32) / 255.0
+  return visualize.sample_grid(_gray_rgb(images), pred_rgb, truth)
 
 
 class FidScores:

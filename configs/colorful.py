@@ -9,7 +9,7 @@ solver is slow for short runs; 1e-3 with beta1 0.9 trains within minutes here.
 
   python -m colorjax.main --config=configs/colorful.py --workdir=runs/colorful
 
-On the embedded photos at 64 px, 2000 steps of batch 16 on 2 CPU cores; the sample grids show the
+On the embedded photos at 64 px, 600 steps of batch 8 (the defaults); the sample grids show the
 annealed-mean colours (more saturated than the L1/L2 regression configs).
 """
 

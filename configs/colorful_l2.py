@@ -6,7 +6,7 @@ against (desaturated, averaged colours).
 
   python -m colorjax.main --config=configs/colorful_l2.py --workdir=runs/colorful_l2
 
-On the embedded photos at 64 px, 2000 steps of batch 16 on 2 CPU cores.
+On the embedded photos at 64 px, 600 steps of batch 8 (the defaults).
 """
 
 from colorjax import config_base

@@ -6,14 +6,16 @@ which needs no download:
 
   python -m colorjax.main --config=configs/lsgan.py --workdir=runs/lsgan
 
-2000 steps of batch 16 take about 15 minutes on 2 CPU cores (about 35 images/s); the sample grids
-under runs/lsgan/samples/ show plausible colours on the training photos, and
-`--mode=eval` writes runs/lsgan/eval/latest.json (PSNR, SSIM, colourfulness, AuC, with the gray
-baseline beside each). On CIFAR-10 JPEGs (a folder) at 32 px:
+600 steps of batch 8 take about 6 minutes on 2 CPU cores (14 images/s; measured 371 s wall,
+compile and evaluation included). runs/lsgan/samples/ then shows plausible, still muted colours
+on the six training photos, and runs/lsgan/eval/latest.json gives PSNR 20.2 dB against 18.9 for
+the gray baseline, AuC 0.858 against 0.845 (those same photos: a smoke test, not a benchmark).
+On CIFAR-10 JPEGs (a folder) at 32 px:
 
   python -m colorjax.main --config=configs/lsgan.py --workdir=runs/lsgan_cifar \
     --config.data.name=../shared/data/cifar10/train --config.data.image_size=32 \
-    --config.model.generator_kwargs.num_downs=5 --config.batch_size=64
+    --config.model.generator_kwargs.num_downs=5 --config.batch_size=64 \
+    --config.num_train_steps=20000
 """
 
 from colorjax import config_base

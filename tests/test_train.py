@@ -11,6 +11,7 @@ import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 import pytest
+from PIL import Image
 import skimage.data
 
 from colorjax import steps
@@ -28,10 +29,15 @@ def photo_batch(size: int = 16, n: int = 8) -> np.ndarray:
 
 def test_train_writes_checkpoints_events_samples_and_eval(tmp_path, tiny_lsgan_config):
   workdir = str(tmp_path)
+  with tiny_lsgan_config.unlocked():
+    tiny_lsgan_config.eval.num_samples = 8  # More than the 6 eval images: padding stays out.
   state = train.train_and_evaluate(tiny_lsgan_config, workdir)
   assert int(state.step) == 2
   assert os.path.isdir(os.path.join(workdir, "checkpoints", "2"))
-  assert glob.glob(os.path.join(workdir, "samples", "step_*.png"))
+  grids = glob.glob(os.path.join(workdir, "samples", "step_*.png"))
+  assert grids
+  # One row per real eval image (6) of 16 px with 2 px padding; 3 columns.
+  assert np.asarray(Image.open(grids[0])).shape == (6 * 18 + 2, 3 * 18 + 2, 3)
   scalars = read_scalars(workdir)
   for tag in ("g_loss", "g_l1", "g_gan", "d_loss", "d_gan", "g_grad_norm", "d_grad_norm",
               "images_per_sec", "g_learning_rate", "eval/psnr", "eval/gray_psnr"):
