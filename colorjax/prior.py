@@ -32,7 +32,9 @@ PRIOR_FILENAME = "color_prior.npz"
 def _prior_batches(config: ml_collections.ConfigDict, num_images: int,
                    batch_size: int = 32) -> tuple[Iterator[np.ndarray], int]:
   ds = grain.MapDataset.source(sources.create_source(config.data, train=True))
-  ds = ds[:num_images] if num_images > 0 else ds
+  if 0 < num_images < len(ds):
+    # Evenly spaced records: folders and many datasets are ordered by class.
+    ds = ds[::len(ds) // num_images][:num_images]
   ds = ds.map(pipeline.EvalTransform(config.data.image_size)).filter(lambda x: x is not None)
   it = ds.to_iter_dataset(grain.ReadOptions(num_threads=config.data.read_threads))
   return iter(it.batch(batch_size, batch_fn=np.stack)), len(ds)

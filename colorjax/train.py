@@ -72,7 +72,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 
 def make_step_parts(config: ml_collections.ConfigDict,
                     prior: quantize.Prior | None = None) -> steps.StepParts:
-  """Modules, optimizers and losses from config; `prior` rebalances the classification loss."""
+  """Modules, optimizers and losses from config.
+
+  `prior` rebalances the classification loss and weights the rebalanced AuC in eval.
+  """
   dtype = DTYPES[config.dtype]
   bins = classification.load_bins(config) if classification.uses_bins(config) else None
   generator = models.build_generator(config.model.generator,
@@ -100,10 +103,12 @@ def make_step_parts(config: ml_collections.ConfigDict,
                          classification.rebalanced_pixel_weights(prior))
 
 
-def load_prior(config: ml_collections.ConfigDict, workdir: str) -> quantize.Prior | None:
-  """The class-rebalancing prior, for configs trained with the rebalanced cross-entropy."""
-  if config.loss.ce_weight <= 0:
-    return None
+def load_prior(config: ml_collections.ConfigDict, workdir: str) -> quantize.Prior:
+  """The colour prior of the training data (computed once into the workdir).
+
+  It rebalances the cross-entropy of classification configs and, for every config, weights
+  the rebalanced AuC in eval.
+  """
   return prior_lib.load_or_compute_prior(config, workdir)
 
 

@@ -4,7 +4,8 @@ The Zhang CNN ("zhang_cic") predicts a distribution over Q=261 in-gamut ab bins 
 resolution, trained with the class-rebalanced cross-entropy (soft-encoding over 5 nearest bins,
 sigma 5; prior smoothed with sigma 5, lambda 0.5) and decoded with the annealed mean (T=0.38).
 The prior is computed over the training data on first use (or `python -m colorjax.prior`) and
-stored as <workdir>/color_prior.npz. No discriminator. Adam 3e-5 x 10 as in the paper's Caffe
+stored as <workdir>/color_prior.npz (every config computes it: eval reports the rebalanced
+AuC). No discriminator. Adam 3e-5 x 10 as in the paper's Caffe
 solver is slow for short runs; 1e-3 with beta1 0.9 trains within minutes here.
 
   python -m colorjax.main --config=configs/colorful.py --workdir=runs/colorful
