@@ -84,3 +84,16 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.eval.step = -1  # --mode=eval restores this checkpoint step (-1 = latest).
   c.eval.fid_weights = ""  # Inception weights file for FID ("" = skip FID).
   return c
+
+
+def get_zhang_cic_config() -> ml_collections.ConfigDict:
+  """The Zhang et al. CNN without a discriminator: shared by configs/colorful*.py."""
+  c = get_base_config()
+  c.model.generator = "zhang_cic"
+  c.model.generator_kwargs = ml_collections.ConfigDict({"width": 32})
+  c.model.discriminator = "none"
+  c.loss.gan = "none"
+  c.optimizer.learning_rate = 1e-3
+  c.optimizer.b1 = 0.9
+  c.optimizer.schedule = "cosine"
+  return c

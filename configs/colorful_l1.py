@@ -13,14 +13,7 @@ from colorjax import config_base
 
 
 def get_config():
-  config = config_base.get_base_config()
-  config.model.generator = "zhang_cic"
-  config.model.generator_kwargs = {"width": 32}
-  config.model.discriminator = "none"
-  config.loss.gan = "none"
+  config = config_base.get_zhang_cic_config()
   config.loss.l1_weight = 1.0
   config.loss.l2_weight = 0.0
-  config.optimizer.learning_rate = 1e-3
-  config.optimizer.b1 = 0.9
-  config.optimizer.schedule = "cosine"
   return config
