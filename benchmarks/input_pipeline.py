@@ -107,7 +107,7 @@ def pipeline_rate(config: Any, batches: int, min_seconds: float) -> float:
     count += 1
   elapsed = time.perf_counter() - start
   del it  # Stops the worker processes before the next cell starts its own.
-  return count * batch.shape[0] / elapsed
+  return count * batch["image"].shape[0] / elapsed
 
 
 def step_rate(config: Any, steps_timed: int) -> float:
@@ -123,8 +123,8 @@ def step_rate(config: Any, steps_timed: int) -> float:
                        out_shardings=(state_shardings, replicated), donate_argnums=0)
   size = config.data.image_size
   rng = np.random.default_rng(0)
-  batch = jax.device_put(rng.integers(0, 256, (config.batch_size, size, size, 3), np.uint8),
-                         batch_sharding)
+  batch = {"image": jax.device_put(
+      rng.integers(0, 256, (config.batch_size, size, size, 3), np.uint8), batch_sharding)}
   state, metrics = train_step(state, batch)  # Compiles.
   jax.block_until_ready(metrics)
   start = time.perf_counter()

@@ -157,11 +157,12 @@ def measure(name: str, size: int, batch: int, dtype: str, num_steps: int, infere
     train_step = jax.jit(functools.partial(steps.train_step, parts, step_rng),
                          in_shardings=(state_shardings, batch_sharding),
                          out_shardings=(state_shardings, replicated), donate_argnums=0)
-    compile_s, flops = _compile(train_step, state, rgb)
+    batch_dict = {"image": rgb}
+    compile_s, flops = _compile(train_step, state, batch_dict)
     holder = [state]
 
     def call():
-      holder[0], metrics = train_step(holder[0], rgb)
+      holder[0], metrics = train_step(holder[0], batch_dict)
       return metrics
     first, times = _time_calls(call, num_steps)
 

@@ -222,7 +222,7 @@ def evaluate_one(config: ml_collections.ConfigDict, workdir: str) -> dict[str, o
 def eval_images(config: ml_collections.ConfigDict) -> np.ndarray:
   """All eval images of `config` (uint8, centre-cropped) in the order the eval loop reads them."""
   dataset, _ = pipeline.create_eval_dataset(config)
-  return np.concatenate(list(dataset))
+  return np.concatenate([batch["image"] for batch in dataset])
 
 
 def pick_rows(images: np.ndarray, rows: int) -> np.ndarray:

@@ -48,6 +48,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.loss.l1_weight = 100.0
   c.loss.l2_weight = 0.0
   c.loss.ce_weight = 0.0  # Rebalanced cross-entropy over ab bins (needs a generator with logits).
+  # Auxiliary image classification (Iizuka et al.) on the generator's global branch: needs a
+  # labelled dataset and model.generator_kwargs.num_classes equal to its number of classes.
+  c.loss.class_weight = 0.0
   c.loss.n_critic = 1  # Discriminator updates per generator update.
   c.loss.gp_weight = 0.0  # WGAN-GP gradient penalty.
   c.loss.clip = 0.0  # WGAN weight clipping (0 = off).

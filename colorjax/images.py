@@ -22,7 +22,7 @@ import math
 import os
 import pathlib
 import warnings
-from typing import Union
+from typing import Sequence, Union
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -301,6 +301,19 @@ def list_images(folder: str | os.PathLike) -> list[str]:
 def relative_key(path: str | os.PathLike, root: str | os.PathLike) -> str:
   """The POSIX-style path of `path` relative to `root` (the key `hash_split` takes)."""
   return pathlib.Path(path).relative_to(root).as_posix()
+
+
+def folder_class(relative_path: str) -> str | None:
+  """The class of a file in a folder dataset: its first-level subfolder (None at the root)."""
+  parts = relative_path.replace("\\", "/").split("/")
+  return parts[0] if len(parts) > 1 else None
+
+
+def folder_classes(relative_paths: Sequence[str]) -> list[str] | None:
+  """The sorted classes of a folder dataset with one subfolder per class (as torchvision's
+  ImageFolder reads it), or None when some files lie directly in the root."""
+  classes = {folder_class(p) for p in relative_paths}
+  return None if None in classes or not classes else sorted(classes)
 
 
 def hash_split(relative_path: str, validation_percent: float) -> str:

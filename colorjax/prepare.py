@@ -11,7 +11,9 @@ source uses). The result is read with
 
   tfds.data_source("my_photos", split="train", data_dir=DIR)
 
-whose records are {"image": uint8 (H, W, 3), "path": bytes (relative path)}.
+whose records are {"image": uint8 (H, W, 3), "path": bytes (relative path)}, plus
+"label" (a ClassLabel named after the subfolders) when every photo sits in a
+first-level subfolder, one per class, as the folder data source reads them.
 
 Images are stored PNG-encoded: lossless, so the stored pixels are exactly the
 resized RGB. JPEG would be 3-5x smaller but its 4:2:0 chroma subsampling halves
@@ -167,7 +169,7 @@ def _load_chunk(path: pathlib.Path) -> dict[str, list]:
 
 def _split_examples(
     chunk_paths: Sequence[pathlib.Path], split: str, validation_percent: float, total: int,
-    progress: bool,
+    with_labels: bool, progress: bool,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
   with tqdm(total=total, desc=f"writing {split}", unit="img", disable=not progress) as bar:
     for chunk_path in chunk_paths:
@@ -175,14 +177,18 @@ def _split_examples(
         if images.hash_split(rel, validation_percent) == split:
           bar.update(1)
           # Bytes go to tfds.features.Image unchanged: no second encode.
-          yield rel, {"image": png, "path": rel}
+          example = {"image": png, "path": rel}
+          if with_labels:
+            example["label"] = images.folder_class(rel)  # ClassLabel encodes the name.
+          yield rel, example
 
 
 def _write_tfds(
     name: str, data_dir: pathlib.Path, chunk_paths: Sequence[pathlib.Path],
-    counts: dict[str, int], validation_percent: float, description: str, progress: bool,
+    counts: dict[str, int], validation_percent: float, classes: Sequence[str] | None,
+    description: str, progress: bool,
 ) -> None:
-  """Writes the non-empty splits as an ArrayRecord TFDS dataset."""
+  """Writes the non-empty splits as an ArrayRecord TFDS dataset (with labels if `classes`)."""
   import tensorflow as tf  # Imported late: decoding workers never need it.
   tf.config.set_visible_devices([], "GPU")
   import tensorflow_datasets as tfds
@@ -191,9 +197,11 @@ def _write_tfds(
   features = tfds.features.FeaturesDict({
       "image": tfds.features.Image(shape=(None, None, 3), dtype=np.uint8, encoding_format="png"),
       "path": tfds.features.Text(),
+      **({"label": tfds.features.ClassLabel(names=list(classes))} if classes else {}),
   })
   split_datasets = {
-      split: _split_examples(chunk_paths, split, validation_percent, counts[split], progress)
+      split: _split_examples(chunk_paths, split, validation_percent, counts[split],
+                             bool(classes), progress)
       for split in SPLITS if counts[split]  # TFDS refuses to write an empty split.
   }
   downloads = data_dir / "downloads"
@@ -224,6 +232,10 @@ def format_summary(summary: dict[str, Any]) -> str:
       f"dataset {summary['name']} at {summary['dataset_dir']}",
       f"  found {summary['found']} image files in {summary['src']}",
   ]
+  if summary.get("classes"):
+    names = summary["classes"]
+    lines.append(f"  labels: {len(names)} classes from the subfolders ({', '.join(names[:5])}"
+                 f"{', ...' if len(names) > 5 else ''})")
   for split, count in summary["written"].items():
     lines.append(f"  written {split}: {count}")
   for reason, count in sorted(summary["skipped"].items()):
@@ -282,9 +294,11 @@ def prepare(
   entries = [_file_entry(root, p) for p in images.list_images(root)]
   if not entries:
     raise ValueError(f"no image files ({', '.join(images.IMAGE_EXTENSIONS)}) under {root}")
+  classes = images.folder_classes([rel for rel, _, _ in entries])
+  # "format" 2 added the labels: datasets written before are rewritten with them.
   source_key = hashlib.sha1(json.dumps(
-      {"chunk": _chunk_key(entries, options), "validation_percent": validation_percent},
-      sort_keys=True).encode("utf-8")).hexdigest()
+      {"chunk": _chunk_key(entries, options), "validation_percent": validation_percent,
+       "format": 2}, sort_keys=True).encode("utf-8")).hexdigest()
 
   dataset_dir = data_dir / name / VERSION
   previous = _existing_summary(dataset_dir)
@@ -345,7 +359,7 @@ def prepare(
   for leftover in (data_dir / name).glob(f"incomplete.*_{VERSION}"):
     shutil.rmtree(leftover, ignore_errors=True)
   write_start = time.perf_counter()
-  _write_tfds(name, data_dir, chunk_paths, counts, validation_percent,
+  _write_tfds(name, data_dir, chunk_paths, counts, validation_percent, classes,
               f"Photos from {root}, prepared by colorjax.prepare.", progress)
   write_seconds = time.perf_counter() - write_start
 
@@ -360,6 +374,7 @@ def prepare(
                   "workers": workers, "chunk_size": chunk_size},
       "source_key": source_key,
       "found": len(entries),
+      "classes": classes or [],
       "written": {split: count for split, count in counts.items()},
       "skipped": dict(sorted(skipped.items())),
       "chunks": {"total": len(chunks), "reused": reused},

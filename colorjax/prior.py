@@ -37,7 +37,8 @@ def _prior_batches(config: ml_collections.ConfigDict, num_images: int,
     ds = ds[::len(ds) // num_images][:num_images]
   ds = ds.map(pipeline.EvalTransform(config.data.image_size)).filter(lambda x: x is not None)
   it = ds.to_iter_dataset(grain.ReadOptions(num_threads=config.data.read_threads))
-  return iter(it.batch(batch_size, batch_fn=np.stack)), len(ds)
+  stack_images = lambda examples: np.stack([e["image"] for e in examples])
+  return iter(it.batch(batch_size, batch_fn=stack_images)), len(ds)
 
 
 def compute_prior(config: ml_collections.ConfigDict, progress: bool = True) -> quantize.Prior:

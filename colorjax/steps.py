@@ -44,6 +44,7 @@ class LossConfig:
   l1_weight: float = 100.0
   l2_weight: float = 0.0
   ce_weight: float = 0.0
+  class_weight: float = 0.0
   n_critic: int = 1
   gp_weight: float = 0.0
   clip: float = 0.0
@@ -136,9 +137,25 @@ def discriminator_loss(parts: StepParts, params: PyTree, batch_stats: PyTree, l:
   return total, (batch_stats, terms)
 
 
+def image_class_loss(class_logits: jax.Array,
+                     labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(mean softmax cross-entropy, accuracy) of the generator's image-level class logits."""
+  if class_logits is None:
+    raise ValueError("loss.class_weight > 0 needs a generator with an image-level classifier "
+                     "(model.generator=fusion_attention with generator_kwargs.num_classes > 0)")
+  logits = class_logits.astype(jnp.float32)
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  return jnp.mean(ce), jnp.mean(jnp.argmax(logits, axis=-1) == labels)
+
+
 def generator_loss(parts: StepParts, g_out: dict[str, jax.Array], d: NetState | None,
-                   l: jax.Array, true_ab: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """G* = w_gan L_GAN + w_l1 L_L1 + w_l2 L_L2 + w_ce L_CE, as a function of G's outputs."""
+                   l: jax.Array, true_ab: jax.Array,
+                   labels: jax.Array | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """G* = w_gan L_GAN + w_l1 L_L1 + w_l2 L_L2 + w_ce L_CE + w_class L_class of G's outputs.
+
+  L_class is Iizuka et al.'s auxiliary image classification loss on the global branch: class
+  labels shape the global features the colours are conditioned on.
+  """
   cfg = parts.loss
   pred_ab = parts.decode(g_out)
   terms = {f"g_{k}": v for k, v in objectives.reconstruction_losses(pred_ab, true_ab).items()}
@@ -146,6 +163,10 @@ def generator_loss(parts: StepParts, g_out: dict[str, jax.Array], d: NetState | 
   if parts.classification_loss is not None and cfg.ce_weight > 0:
     terms["g_ce"] = parts.classification_loss(g_out, true_ab)
     total = total + cfg.ce_weight * terms["g_ce"]
+  if cfg.class_weight > 0:
+    terms["g_class"], terms["g_class_accuracy"] = image_class_loss(g_out.get("class_logits"),
+                                                                   labels)
+    total = total + cfg.class_weight * terms["g_class"]
   if d is not None:
     fake_out, _ = discriminate(parts, d.params, d.batch_stats, l, pred_ab)
     terms["g_gan"] = parts.objective.g_loss(fake_out)
@@ -205,15 +226,16 @@ def _ema(decay: float, ema: PyTree, params: PyTree) -> PyTree:
 
 
 def train_step(parts: StepParts, base_rng: jax.Array, state: TrainState,
-               rgb: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
-  """Lab conversion, then n_critic D updates, then one G update, for a uint8 RGB batch.
+               batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array]]:
+  """Lab conversion, then n_critic D updates, then one G update, for a batch of uint8 RGB
+  "image" (B, H, W, 3) and, when the config trains on classes, int "label" (B,).
 
   The generator runs forward once: `jax.vjp` keeps its backward pass for after D's update,
   when the G loss (against the updated D, as in pix2pix) gives the cotangent of its outputs.
   """
   rng = jax.random.fold_in(base_rng, state.step)
   g_rng, d_rng = jax.random.split(rng)
-  l, true_ab = lab.uint8_to_model_inputs(rgb)
+  l, true_ab = lab.uint8_to_model_inputs(batch["image"])
 
   forward = lambda params: generate(parts, params, state.g.batch_stats, l, g_rng)
   g_out, g_vjp, g_batch_stats = jax.vjp(forward, state.g.params, has_aux=True)
@@ -224,7 +246,7 @@ def train_step(parts: StepParts, base_rng: jax.Array, state: TrainState,
     d, metrics = train_discriminator(parts, state, l, true_ab, fake_ab, d_rng)
 
   loss_grad = jax.value_and_grad(generator_loss, argnums=1, has_aux=True)
-  (_, g_terms), out_cotangent = loss_grad(parts, g_out, d, l, true_ab)
+  (_, g_terms), out_cotangent = loss_grad(parts, g_out, d, l, true_ab, batch.get("label"))
   (g_grads,) = g_vjp(out_cotangent)
   g = _apply_gradients(parts.g_tx, state.g, g_grads, g_batch_stats)
   metrics.update(g_terms, g_grad_norm=optax.tree.norm(g_grads),

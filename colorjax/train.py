@@ -53,7 +53,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   """Fails fast, with the valid choices, on values the trainer cannot use."""
   if config.dtype not in DTYPES:
     raise ValueError(f"dtype {config.dtype!r} is not one of {sorted(DTYPES)}")
-  models.GENERATORS.get(config.model.generator)
+  generator_cls = models.GENERATORS.get(config.model.generator)
+  if config.loss.class_weight > 0 and not hasattr(generator_cls, "num_classes"):
+    with_classifier = [n for n in models.GENERATORS.names()
+                       if hasattr(models.GENERATORS.get(n), "num_classes")]
+    raise ValueError(f"loss.class_weight > 0 needs a generator with an image-level classifier "
+                     f"({', '.join(with_classifier)}); {config.model.generator!r} has none")
   uses_gan = config.loss.gan != "none"
   if uses_gan:
     objectives.OBJECTIVES.get(config.loss.gan)
@@ -242,7 +247,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps
   logging.info("mesh %s over %d devices in %d processes", mesh.shape, jax.device_count(),
                jax.process_count())
 
-  # --- Input: this process's share of the global batch, as uint8 RGB.
+  # --- Input: this process's share of the global batch: uint8 RGB (and labels if used).
   train_iter = iter(pipeline.create_train_dataset(config))
 
   # --- Models and the static parts of the step.
@@ -326,12 +331,12 @@ def _eval_batches(config: ml_collections.ConfigDict,
   per_process = math.ceil(num_images / jax.process_count())
   num_batches = math.ceil(per_process / local_size)
   size = config.data.image_size
-  empty = np.zeros((0, size, size, 3), np.uint8)
+  empty = {"image": np.zeros((0, size, size, 3), np.uint8)}
 
   def batches():
     local = iter(dataset)
     for _ in range(num_batches):
-      images, mask = pipeline.pad_batch(next(local, empty), local_size)
+      images, mask = pipeline.pad_batch(next(local, empty)["image"], local_size)
       yield (pipeline.to_global_batch(images, sharding),
              pipeline.to_global_batch(mask, sharding))
   return batches(), num_batches

@@ -4,6 +4,9 @@ Non-saturating vanilla GAN loss; the discriminator scores the whole (L, ab) imag
 (strided convs, BatchNorm, LeakyReLU, global pooling), as in seed 000 rather than pix2pix patches.
 
   python -m colorjax.main --config=configs/dcgan.py --workdir=runs/dcgan
+
+600 steps of batch 8 at 64 px on the embedded photos take about 7 minutes on 2 CPU cores (the step
+trains at 13.9 images/s; benchmarks/README.md).
 """
 
 from colorjax import config_base

@@ -1,6 +1,9 @@
 """Hinge GAN with a spectrally normalised PatchGAN (SAGAN / Miyato et al. 2018), + 100 * L1.
 
   python -m colorjax.main --config=configs/hinge.py --workdir=runs/hinge
+
+600 steps of batch 8 at 64 px on the embedded photos take about 7 minutes on 2 CPU cores (the step
+trains at 12.9 images/s; benchmarks/README.md).
 """
 
 from colorjax import config_base

@@ -4,6 +4,11 @@ The baseline every GAN and the classification method are compared with: L1 regre
 averages plausible colours, so it tends to desaturate.
 
   python -m colorjax.main --config=configs/regression_l1.py --workdir=runs/regression_l1
+
+600 steps of batch 8 at 64 px on the embedded photos take about 4 minutes on 2 CPU cores (the step
+trains at 24.6 images/s; benchmarks/README.md). On CIFAR-10 at 32 px (200 steps of batch 32, 285
+test images; docs/comparison.md) it scored PSNR 24.41 dB, AuC 0.906, |delta CF| 15.7 (muted
+colours); the gray baseline scores PSNR 24.49 dB, AuC 0.905, |delta CF| 30.9.
 """
 
 from colorjax import config_base

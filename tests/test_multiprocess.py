@@ -70,7 +70,8 @@ class TwoProcessStream:
     return self
 
   def __next__(self):
-    return np.concatenate([next(stream) for stream in self._streams])
+    batches = [next(stream) for stream in self._streams]
+    return {key: np.concatenate([b[key] for b in batches]) for key in batches[0]}
 
   def get_state(self):
     return {"process_0": self._streams[0].get_state(),

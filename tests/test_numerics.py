@@ -57,7 +57,7 @@ def _first_step(dtype: str, batch: np.ndarray):
   state = jax.jit(init, out_shardings=shardings)(init_rng)
   step = jax.jit(functools.partial(steps.train_step, parts, step_rng),
                  in_shardings=(shardings, NamedSharding(mesh, P("data"))))
-  return step(state, batch)
+  return step(state, {"image": batch})
 
 
 def test_bfloat16_computes_in_bf16_keeps_float32_state_and_close_losses():

@@ -118,8 +118,14 @@ def _identify(batches: list[np.ndarray], ids: dict[bytes, str]) -> list[str]:
 
 
 def _take(dataset, n: int) -> list[np.ndarray]:
+  """The images of the first n batches."""
   it = iter(dataset)
-  return [next(it) for _ in range(n)]
+  return [next(it)["image"] for _ in range(n)]
+
+
+def _images(dataset) -> list[np.ndarray]:
+  """The images of every batch."""
+  return [batch["image"] for batch in dataset]
 
 
 def _as_set(batches: list[np.ndarray]) -> list[bytes]:
@@ -166,7 +172,7 @@ def test_folder_source_splits_like_prepare(photo_root, prepared):
   folder_eval, n_folder = pipeline.create_eval_dataset(folder_config)
   tfds_eval, n_tfds = pipeline.create_eval_dataset(tfds_config)
   assert n_folder == n_tfds > 0
-  assert _as_set(list(folder_eval)) == _as_set(list(tfds_eval))
+  assert _as_set(_images(folder_eval)) == _as_set(_images(tfds_eval))
 
 
 def test_folder_source_on_cifar10():
@@ -174,7 +180,7 @@ def test_folder_source_on_cifar10():
   if not os.path.isdir(folder):
     pytest.skip(f"CIFAR-10 JPEGs not found at {folder}")
   config = _config(folder)
-  batch = next(iter(pipeline.create_train_dataset(config)))
+  batch = next(iter(pipeline.create_train_dataset(config)))["image"]
   assert batch.dtype == np.uint8 and batch.shape == (8, SIZE, SIZE, 3)
   assert batch.std() > 10  # Photos, not blank images.
 
@@ -218,7 +224,7 @@ def test_two_processes_read_disjoint_shards_that_cover_the_split(square_root, mo
     assert set(seen[shard_size:]) <= epoch  # The next epoch reads the same shard.
     train_shards.append(epoch)
     eval_batches, _ = pipeline.create_eval_dataset(config)
-    eval_shards.append(_identify(list(eval_batches), ids))
+    eval_shards.append(_identify(_images(eval_batches), ids))
   assert not train_shards[0] & train_shards[1]
   assert train_shards[0] | train_shards[1] == set(ids.values())
   assert all(len(shard) == shard_size for shard in eval_shards)
@@ -235,10 +241,10 @@ def test_restored_iterator_continues_with_the_next_batch(prepared, tmp_path, num
   state = {"w": jnp.arange(4.0)}
   manager = checkpointing.make_manager(str(tmp_path), max_to_keep=2)
   it = iter(pipeline.create_train_dataset(config))
-  consumed = [next(it) for _ in range(3)]
+  consumed = [next(it)["image"] for _ in range(3)]
   checkpointing.save(manager, 3, state, it)
   manager.wait_until_finished()
-  expected = [next(it) for _ in range(3)]
+  expected = [next(it)["image"] for _ in range(3)]
 
   fresh = iter(pipeline.create_train_dataset(config))
   abstract = jax.tree.map(
@@ -247,7 +253,7 @@ def test_restored_iterator_continues_with_the_next_batch(prepared, tmp_path, num
   manager.close()
   np.testing.assert_array_equal(restored["w"], state["w"])
   for want in expected:
-    np.testing.assert_array_equal(next(fresh), want)
+    np.testing.assert_array_equal(next(fresh)["image"], want)
   # Not trivially true: an unrestored iterator starts elsewhere.
   assert not np.array_equal(consumed[0], expected[0])
 
@@ -280,7 +286,7 @@ def test_corrupt_and_grayscale_files_are_skipped(square_root, tmp_path):
     config.eval.num_images = -1
   eval_batches, num_listed = pipeline.create_eval_dataset(config)
   assert num_listed == NUM_SQUARES + 5
-  assert sorted(_identify(list(eval_batches), ids)) == sorted(ids.values())
+  assert sorted(_identify(_images(eval_batches), ids)) == sorted(ids.values())
 
 
 # ------------------------------------------------------------------------------------------
@@ -293,11 +299,11 @@ def test_eval_dataset_center_crops_num_images_and_partial_batch(prepared):
   with config.unlocked():
     config.eval.num_images = 11
   dataset, num_images = pipeline.create_eval_dataset(config)
-  batches = list(dataset)
+  batches = _images(dataset)
   assert num_images == 11
   assert [b.shape for b in batches] == [(8, SIZE, SIZE, 3), (3, SIZE, SIZE, 3)]
   source = sources.create_source(config.data, train=False)
   expected = np.stack([pipeline.center_crop(source[i]["image"], SIZE) for i in range(11)])
   np.testing.assert_array_equal(np.concatenate(batches), expected)
   # Twice the same: no randomness in evaluation.
-  np.testing.assert_array_equal(np.concatenate(list(dataset)), expected)
+  np.testing.assert_array_equal(np.concatenate(_images(dataset)), expected)

@@ -57,7 +57,7 @@ def _run_step_on(devices, config, batch):
   step = jax.jit(functools.partial(steps.train_step, parts, step_rng),
                  in_shardings=(shardings, NamedSharding(mesh, P("data"))))
   for _ in range(2):
-    state, metrics = step(state, jax.device_put(batch, NamedSharding(mesh, P("data"))))
+    state, metrics = step(state, {"image": jax.device_put(batch, NamedSharding(mesh, P("data")))})
   return jax.device_get(metrics), jax.device_get(state.g.params)
 
 

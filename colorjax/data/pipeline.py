@@ -2,14 +2,17 @@
 
 Everything here runs on CPU workers; Lab conversion and everything after it happens on the
 accelerator inside the jitted step. Each process reads its own shard of the source and yields
-its part of the global batch; `to_global_batch` assembles the global array on the mesh.
+its part of the global batch; `to_global_batch` assembles the global arrays on the mesh.
+
+A batch is a dict: "image", uint8 RGB (B, S, S, 3), and, for configs that train on image-level
+classes (`uses_labels`), "label", int32 (B,).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from typing import Any, Sequence
 
 from absl import flags
 import grain
@@ -74,28 +77,66 @@ def center_crop(rgb: np.ndarray, size: int) -> np.ndarray:
   return np.ascontiguousarray(resized[top:top + size, left:left + size])
 
 
+def _example(image: np.ndarray, record: dict[str, Any], with_label: bool) -> dict[str, Any]:
+  example = {"image": image}
+  if with_label:
+    example["label"] = np.int32(record["label"])
+  return example
+
+
 class TrainTransform(grain.transforms.RandomMap):
   """Decode, random resized crop and flip; None for records that cannot be used."""
 
-  def __init__(self, size: int, min_scale: float, flip: bool):
+  def __init__(self, size: int, min_scale: float, flip: bool, with_label: bool = False):
     self.size, self.min_scale, self.flip = size, min_scale, flip
+    self.with_label = with_label
 
-  def random_map(self, record: dict[str, Any], rng: np.random.Generator) -> np.ndarray | None:
+  def random_map(self, record: dict[str, Any],
+                 rng: np.random.Generator) -> dict[str, Any] | None:
     # The smallest crop (area min_scale, aspect 4/3) should still hold `size` pixels a side.
     rgb = _to_rgb(record, math.ceil(self.size / math.sqrt(self.min_scale * 0.75)))
     if rgb is None:
       return None
-    return random_resized_crop(rgb, self.size, rng, self.min_scale, self.flip)
+    crop = random_resized_crop(rgb, self.size, rng, self.min_scale, self.flip)
+    return _example(crop, record, self.with_label)
 
 
 class EvalTransform(grain.transforms.Map):
+  """Decode and centre crop; None for records that cannot be used."""
 
-  def __init__(self, size: int):
-    self.size = size
+  def __init__(self, size: int, with_label: bool = False):
+    self.size, self.with_label = size, with_label
 
-  def map(self, record: dict[str, Any]) -> np.ndarray | None:
+  def map(self, record: dict[str, Any]) -> dict[str, Any] | None:
     rgb = _to_rgb(record, self.size)
-    return None if rgb is None else center_crop(rgb, self.size)
+    return None if rgb is None else _example(center_crop(rgb, self.size), record,
+                                             self.with_label)
+
+
+def uses_labels(config: Any) -> bool:
+  """Whether batches carry "label": only the auxiliary classification loss reads it."""
+  return config.loss.class_weight > 0
+
+
+def check_labels(source: Sequence[Any], config: Any) -> list[str] | None:
+  """The class names when `config` trains on labels; a clear error when the data has none or
+  the generator's classifier has another size."""
+  if not uses_labels(config):
+    return None
+  names = sources.class_names(source)
+  if names is None:
+    raise ValueError(
+        f"loss.class_weight={config.loss.class_weight} needs image-level labels, and dataset "
+        f"{config.data.name!r} has none. Use a TFDS dataset with a 'label' feature (cifar10, "
+        "cifar100, places365_small, imagenet2012) or a folder with one subfolder per class, "
+        "or set --config.loss.class_weight=0.")
+  num_classes = config.model.generator_kwargs.get("num_classes", 0)
+  if num_classes != len(names):
+    raise ValueError(
+        f"dataset {config.data.name!r} has {len(names)} classes ({', '.join(names[:5])}"
+        f"{', ...' if len(names) > 5 else ''}) but model.generator_kwargs.num_classes="
+        f"{num_classes}; set --config.model.generator_kwargs.num_classes={len(names)}")
+  return names
 
 
 def local_batch_size(global_batch_size: int) -> int:
@@ -111,8 +152,8 @@ def _process_shard(ds: grain.MapDataset) -> grain.MapDataset:
   return ds[jax.process_index()::jax.process_count()]
 
 
-def _stack(batch: list[np.ndarray]) -> np.ndarray:
-  return np.stack(batch)
+def _stack(examples: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+  return {key: np.stack([e[key] for e in examples]) for key in examples[0]}
 
 
 def _finish(ds: grain.MapDataset, batch_size: int, data_config: Any,
@@ -139,13 +180,16 @@ def _process_seed(seed: int) -> int:
 
 
 def create_train_dataset(config: Any) -> grain.IterDataset:
-  """An endless, shuffled, augmented stream of this process's uint8 batches (B_local, S, S, 3)."""
+  """An endless, shuffled, augmented stream of this process's batches (B_local rows each)."""
   data = config.data
-  ds = grain.MapDataset.source(sources.create_source(data, train=True))
+  source = sources.create_source(data, train=True)
+  check_labels(source, config)
+  ds = grain.MapDataset.source(source)
   # Each process shuffles and augments its shard with its own seed: the same seed everywhere
   # would give every process the same crops and flips for its i-th record.
   ds = _process_shard(ds).seed(_process_seed(config.seed)).shuffle().repeat()
-  ds = ds.random_map(TrainTransform(data.image_size, data.min_crop_scale, data.random_flip))
+  ds = ds.random_map(TrainTransform(data.image_size, data.min_crop_scale, data.random_flip,
+                                    with_label=uses_labels(config)))
   return _finish(ds, local_batch_size(config.batch_size), data, drop_remainder=True)
 
 
@@ -161,9 +205,10 @@ def create_eval_dataset(config: Any) -> tuple[grain.IterDataset, int]:
   return _finish(ds, local_batch_size(config.eval.batch_size), data, drop_remainder=False), num_images
 
 
-def to_global_batch(local_batch: np.ndarray, sharding: jax.sharding.Sharding) -> jax.Array:
-  """This process's rows -> one global array sharded over the mesh's `data` axis."""
-  return jax.make_array_from_process_local_data(sharding, local_batch)
+def to_global_batch(local_batch: Any, sharding: jax.sharding.Sharding) -> Any:
+  """This process's rows (an array or a dict of them) -> global arrays sharded over `data`."""
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x),
+                      local_batch)
 
 
 def pad_batch(batch: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,7 +1,10 @@
 """Random-access data sources, chosen by `config.data.name`.
 
 Every source is a sequence of records `{"image": ...}` that the pipeline decodes to uint8 RGB:
-a decoded array (TFDS, embedded photos) or a file path (a folder of the user's photos).
+a decoded array (TFDS, embedded photos) or a file path (a folder of the user's photos). Sources
+with image-level classes also give `"label"` (an int index into `class_names(source)`): TFDS
+datasets with a `label` ClassLabel feature, and folders whose photos sit in one subfolder per
+class. Only the auxiliary classification loss (`loss.class_weight`) reads labels.
 
 `config.data.name` is resolved in this order:
   1. a registered name: the embedded photos (`skimage_photos`) or a TFDS preset (`cifar10`, ...);
@@ -87,24 +90,43 @@ DATASETS.register("skimage_photos")(lambda split: EmbeddedPhotos())
 
 
 class FolderSource:
-  """Image files under a folder (nested), split into train/validation by a hash of each path."""
+  """Image files under a folder (nested), split into train/validation by a hash of each path.
+
+  The first-level subfolders are the classes (as torchvision's ImageFolder and CIFAR-10's JPEG
+  folders have it): `classes` lists them sorted, and each record's "label" indexes it. When some
+  photos lie directly in the root, the folder has no classes (`classes` is None).
+  """
 
   def __init__(self, root: str, split: str, validation_percent: float):
     paths = images.list_images(root)
     if not paths:
       raise FileNotFoundError(
           f"no images ({', '.join(images.IMAGE_EXTENSIONS)}) found under {root!r}")
-    self._paths = [p for p in paths
-                   if images.hash_split(os.path.relpath(p, root), validation_percent) == split]
-    if not self._paths:
+    keys = [images.relative_key(p, root) for p in paths]
+    self.classes = images.folder_classes(keys)
+    index = {name: i for i, name in enumerate(self.classes or [])}
+    self._records = [(path, index.get(images.folder_class(key), -1))
+                     for path, key in zip(paths, keys)
+                     if images.hash_split(key, validation_percent) == split]
+    if not self._records:
       raise ValueError(f"the {split!r} split of {root!r} is empty "
                        f"({len(paths)} images, validation_percent={validation_percent})")
 
   def __len__(self) -> int:
-    return len(self._paths)
+    return len(self._records)
 
   def __getitem__(self, index: int) -> dict[str, Any]:
-    return {"image": self._paths[index]}
+    path, label = self._records[index]
+    return {"image": path, "label": label}
+
+
+def class_names(source: Sequence[Any]) -> list[str] | None:
+  """The image-level classes a source's "label" indexes, or None if it has none."""
+  if isinstance(source, FolderSource):
+    return source.classes
+  info = getattr(source, "dataset_info", None)  # TFDS data sources carry their DatasetInfo.
+  label = info.features["label"] if info is not None and "label" in info.features else None
+  return list(label.names) if label is not None and hasattr(label, "names") else None
 
 
 def _missing_dataset_message(name: str, split: str, searched: str, how_to_get: str | None,
