@@ -6,7 +6,8 @@ conditional LSGAN with a PatchGAN and 100 * L1.
 
   python -m colorjax.main --config=configs/fusion_attention.py --workdir=runs/fusion_attention
 
-On the embedded photos (64 px, batch 8, 600 steps) this takes about 9 minutes on 2 CPU cores.
+600 steps of batch 8 at 64 px on the embedded photos take about 7 minutes on 2 CPU cores (the step
+trains at 13.0 images/s; benchmarks/README.md).
 
 With a labelled dataset, Iizuka et al.'s auxiliary classification loss trains the global branch
 to recognise the scene class as well: `loss.class_weight` weights the softmax cross-entropy of the
@@ -19,6 +20,11 @@ CIFAR-10 JPEG folders:
     --config.data.name=../shared/data/cifar10/train --config.data.image_size=32 \
     --config.batch_size=32 --config.loss.class_weight=1.0 \
     --config.model.generator_kwargs.num_classes=10
+
+With --config.num_train_steps=300 this ran in 4 min 23 s on 2 CPU cores (50 images/s): the
+branch's class cross-entropy fell from 2.31 (chance: ln 10 = 2.30) to 2.11 and its training
+accuracy rose from 14% to 21-23% (chance 10%), from the L channel alone; eval on 243 held-out
+images gave PSNR 23.75 dB and AuC 0.899 (gray: 23.95 dB, 0.898). Real runs train for epochs.
 """
 
 from colorjax import config_base
