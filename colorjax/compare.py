@@ -248,13 +248,6 @@ def predict_rgb(config: ml_collections.ConfigDict, workdir: str, rgb: np.ndarray
   return np.asarray(colorize(state, jnp.asarray(rgb)))
 
 
-def gray_and_truth(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """The model's gray input (L with ab = 0) and the ground truth, float RGB in [0, 1]."""
-  l, _ = lab.uint8_to_model_inputs(jnp.asarray(rgb))
-  gray = lab.model_outputs_to_rgb(l, jnp.zeros(l.shape[:-1] + (2,)))
-  return np.asarray(gray), rgb.astype(np.float32) / 255.0
-
-
 def upscale(image: np.ndarray, factor: int) -> np.ndarray:
   """Nearest-neighbour enlargement: small images stay sharp in a browser."""
   return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
@@ -329,7 +322,7 @@ def compare(names: Sequence[str], make_config: Callable[[str], ml_collections.Co
     raise RuntimeError(f"configs were evaluated on different numbers of images: {counts}")
   rows.append(Row("gray baseline (ab = 0)", eval_records[0]["gray_baseline"]))
 
-  gray, truth = gray_and_truth(sample)
+  gray, truth = np.asarray(lab.gray_rgb(sample)), sample.astype(np.float32) / 255.0
   grid = upscale(visualize.sample_grid(gray, *predictions, truth), grid_scale)
   os.makedirs(out, exist_ok=True)
   visualize.save_png(os.path.join(out, "comparison.png"), grid)

@@ -139,10 +139,11 @@ def discriminator_loss(parts: StepParts, params: PyTree, batch_stats: PyTree, l:
 
 def image_class_loss(class_logits: jax.Array,
                      labels: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """(mean softmax cross-entropy, accuracy) of the generator's image-level class logits."""
-  if class_logits is None:
-    raise ValueError("loss.class_weight > 0 needs a generator with an image-level classifier "
-                     "(model.generator=fusion_attention with generator_kwargs.num_classes > 0)")
+  """(mean softmax cross-entropy, accuracy) of the generator's image-level class logits.
+
+  `train.validate_config` and `pipeline.check_labels` ensure, before anything is traced, that a
+  config with `loss.class_weight > 0` has a classifier of the dataset's size and labels.
+  """
   logits = class_logits.astype(jnp.float32)
   ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
   return jnp.mean(ce), jnp.mean(jnp.argmax(logits, axis=-1) == labels)
@@ -164,8 +165,7 @@ def generator_loss(parts: StepParts, g_out: dict[str, jax.Array], d: NetState | 
     terms["g_ce"] = parts.classification_loss(g_out, true_ab)
     total = total + cfg.ce_weight * terms["g_ce"]
   if cfg.class_weight > 0:
-    terms["g_class"], terms["g_class_accuracy"] = image_class_loss(g_out.get("class_logits"),
-                                                                   labels)
+    terms["g_class"], terms["g_class_accuracy"] = image_class_loss(g_out["class_logits"], labels)
     total = total + cfg.class_weight * terms["g_class"]
   if d is not None:
     fake_out, _ = discriminate(parts, d.params, d.batch_stats, l, pred_ab)

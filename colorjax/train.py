@@ -393,12 +393,6 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, parts: steps.StepP
   return results
 
 
-def _gray_rgb(images: np.ndarray) -> np.ndarray:
-  """The gray baseline (ab = 0) of uint8 RGB images, as RGB in [0, 1]."""
-  l_norm, _ = lab.uint8_to_model_inputs(jnp.asarray(images))
-  return np.asarray(lab.model_outputs_to_rgb(l_norm, jnp.zeros(l_norm.shape[:-1] + (2,))))
-
-
 def _sample_grid(images: jax.Array, pred_rgb: jax.Array, mask: jax.Array,
                  num: int) -> np.ndarray:
   """The first `num` real (unpadded) images: gray input | prediction | ground truth."""
@@ -406,7 +400,7 @@ def _sample_grid(images: jax.Array, pred_rgb: jax.Array, mask: jax.Array,
                                                              tiled=True)
   images, pred_rgb = np.asarray(images)[mask][:num], np.asarray(pred_rgb)[mask][:num]
   truth = images.astype(np.float32) / 255.0
-  return visualize.sample_grid(_gray_rgb(images), pred_rgb, truth)
+  return visualize.sample_grid(np.asarray(lab.gray_rgb(images)), pred_rgb, truth)
 
 
 class FidScores:
@@ -421,7 +415,7 @@ class FidScores:
     if not len(images):
       return
     sets = {"truth": images.astype(np.float32) / 255.0, "model": np.asarray(pred_rgb)[mask],
-            "gray": _gray_rgb(images)}
+            "gray": np.asarray(lab.gray_rgb(images))}
     for name, rgb in sets.items():
       self._features[name].update(fid.activations(self._module, self._params, jnp.asarray(rgb)))
 

@@ -83,3 +83,9 @@ def model_outputs_to_rgb(l_norm: jnp.ndarray, ab_norm: jnp.ndarray) -> jnp.ndarr
   """Normalised L (..., 1) and ab (..., 2) -> sRGB in [0, 1]."""
   lab = jnp.concatenate([denormalize_l(l_norm), denormalize_ab(ab_norm)], axis=-1)
   return lab_to_rgb(lab)
+
+
+def gray_rgb(rgb_uint8: jnp.ndarray) -> jnp.ndarray:
+  """The gray baseline of uint8 RGB images: their L with ab = 0, as sRGB in [0, 1]."""
+  l_norm, ab_norm = uint8_to_model_inputs(rgb_uint8)
+  return model_outputs_to_rgb(l_norm, jnp.zeros_like(ab_norm))

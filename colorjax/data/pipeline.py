@@ -77,13 +77,6 @@ def center_crop(rgb: np.ndarray, size: int) -> np.ndarray:
   return np.ascontiguousarray(resized[top:top + size, left:left + size])
 
 
-def _example(image: np.ndarray, record: dict[str, Any], with_label: bool) -> dict[str, Any]:
-  example = {"image": image}
-  if with_label:
-    example["label"] = np.int32(record["label"])
-  return example
-
-
 class TrainTransform(grain.transforms.RandomMap):
   """Decode, random resized crop and flip; None for records that cannot be used."""
 
@@ -97,20 +90,21 @@ class TrainTransform(grain.transforms.RandomMap):
     rgb = _to_rgb(record, math.ceil(self.size / math.sqrt(self.min_scale * 0.75)))
     if rgb is None:
       return None
-    crop = random_resized_crop(rgb, self.size, rng, self.min_scale, self.flip)
-    return _example(crop, record, self.with_label)
+    example = {"image": random_resized_crop(rgb, self.size, rng, self.min_scale, self.flip)}
+    if self.with_label:
+      example["label"] = np.int32(record["label"])
+    return example
 
 
 class EvalTransform(grain.transforms.Map):
-  """Decode and centre crop; None for records that cannot be used."""
+  """Decode and centre crop; None for records that cannot be used. Eval reads no labels."""
 
-  def __init__(self, size: int, with_label: bool = False):
-    self.size, self.with_label = size, with_label
+  def __init__(self, size: int):
+    self.size = size
 
   def map(self, record: dict[str, Any]) -> dict[str, Any] | None:
     rgb = _to_rgb(record, self.size)
-    return None if rgb is None else _example(center_crop(rgb, self.size), record,
-                                             self.with_label)
+    return None if rgb is None else {"image": center_crop(rgb, self.size)}
 
 
 def uses_labels(config: Any) -> bool:
@@ -118,11 +112,11 @@ def uses_labels(config: Any) -> bool:
   return config.loss.class_weight > 0
 
 
-def check_labels(source: Sequence[Any], config: Any) -> list[str] | None:
-  """The class names when `config` trains on labels; a clear error when the data has none or
-  the generator's classifier has another size."""
+def check_labels(source: Sequence[Any], config: Any) -> None:
+  """When `config` trains on labels: a clear error if the data has none or the generator's
+  classifier has another size."""
   if not uses_labels(config):
-    return None
+    return
   names = sources.class_names(source)
   if names is None:
     raise ValueError(
@@ -136,7 +130,6 @@ def check_labels(source: Sequence[Any], config: Any) -> list[str] | None:
         f"dataset {config.data.name!r} has {len(names)} classes ({', '.join(names[:5])}"
         f"{', ...' if len(names) > 5 else ''}) but model.generator_kwargs.num_classes="
         f"{num_classes}; set --config.model.generator_kwargs.num_classes={len(names)}")
-  return names
 
 
 def local_batch_size(global_batch_size: int) -> int:
