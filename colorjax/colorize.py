@@ -11,6 +11,12 @@ reported and skipped; the rest are still written. The summary at the end lists e
 file with its reason; the exit code is 0 if anything was written, 1 if nothing was.
 
 Inputs are never overwritten: an output path that is also an input is refused.
+
+Videos (.mp4, .m4v, .mov, .avi, .mkv, .webm, named as files or globs) become
+`<OUT>/<stem>_color<the input's extension>`, with stable colours over time, audio copied and
+the input's size, frame rate and frame count (see `colorjax.video`):
+
+  python -m colorjax.colorize --workdir=runs/lsgan film.mp4 -o colorized/
 """
 
 from __future__ import annotations
@@ -158,11 +164,20 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                       help="side of the square the model runs at (default: training size)")
   parser.add_argument("--batch_size", type=int, default=8)
   parser.add_argument("--no_progress", action="store_true", help="hide the progress bar")
+  parser.add_argument("--temporal_smoothing", type=float, default=0.8,
+                      help="videos: strength 0..1 of the motion-compensated smoothing of the "
+                           "colours over time (colorjax/video.py); 0 colorizes frames alone")
+  parser.add_argument("--no_temporal", action="store_true",
+                      help="videos: colorize every frame on its own (--temporal_smoothing=0)")
   args = parser.parse_args(argv)
   if not 1 <= args.quality <= 100:
     parser.error(f"--quality must be in 1..100, got {args.quality}")
   if args.batch_size < 1:
     parser.error(f"--batch_size must be positive, got {args.batch_size}")
+  if not 0.0 <= args.temporal_smoothing <= 1.0:
+    parser.error(f"--temporal_smoothing must be in 0..1, got {args.temporal_smoothing}")
+  if args.no_temporal:
+    args.temporal_smoothing = 0.0
   return args
 
 
@@ -177,9 +192,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     from colorjax import inference  # pylint: disable=g-import-not-at-top
     colorizer = inference.Colorizer.from_workdir(args.workdir, args.step, args.render_size,
                                                  args.batch_size)
-    written, failed = run(colorizer, jobs, args.format, args.quality, args.batch_size,
-                          progress=not args.no_progress)
-    skipped = skipped + failed
+    from colorjax import video  # pylint: disable=g-import-not-at-top
+    videos = [job for job in jobs if video.is_video(job.source)]
+    photos = [job for job in jobs if job not in videos]
+    written, failed = (run(colorizer, photos, args.format, args.quality, args.batch_size,
+                           progress=not args.no_progress) if photos else ([], []))
+    # A video keeps its container: <stem>_color<the input's extension>.
+    video_written, video_failed = video.run_jobs(
+        colorizer, [(job.source, os.path.splitext(job.output)[0] +
+                     os.path.splitext(job.source)[1].lower()) for job in videos],
+        args.temporal_smoothing, progress=not args.no_progress)
+    written, skipped = written + video_written, skipped + failed + video_failed
   print(summary(written, skipped))
   return 0 if written else 1
 
