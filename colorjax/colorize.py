@@ -104,12 +104,19 @@ def save(image: np.ndarray, path: str, fmt: str, quality: int) -> None:
   if fmt == "jpeg" and image.shape[-1] == 4:
     image = images.composite_on_white(image[..., :3], image[..., 3])
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  tmp = path + ".tmp"
-  if fmt == "jpeg":
-    Image.fromarray(image).save(tmp, format="JPEG", quality=quality, subsampling=0)
-  else:
-    Image.fromarray(image).save(tmp, format="PNG")
-  os.replace(tmp, path)
+  # A temporary name in the same folder, renamed when complete: a full disk or a kill never
+  # leaves a half-written image under the final name (the pid keeps parallel runs apart).
+  tmp = f"{path}.tmp{os.getpid()}"
+  try:
+    if fmt == "jpeg":
+      Image.fromarray(image).save(tmp, format="JPEG", quality=quality, subsampling=0)
+    else:
+      Image.fromarray(image).save(tmp, format="PNG")
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
 
 
 def _batches(jobs: Sequence[Job], size: int) -> Iterable[list[Job]]:
@@ -189,9 +196,13 @@ def main(argv: Sequence[str] | None = None) -> int:
   jobs, skipped = expand_inputs(args.inputs, args.out, FORMATS[args.format])
   written = []
   if jobs:
-    from colorjax import inference  # pylint: disable=g-import-not-at-top
-    colorizer = inference.Colorizer.from_workdir(args.workdir, args.step, args.render_size,
-                                                 args.batch_size)
+    from colorjax import checkpointing, inference  # pylint: disable=g-import-not-at-top
+    try:
+      colorizer = inference.Colorizer.from_workdir(args.workdir, args.step, args.render_size,
+                                                   args.batch_size)
+    except (FileNotFoundError, checkpointing.CheckpointError) as e:
+      print(f"error: {e}", file=sys.stderr)  # No usable or no fitting checkpoint: one line.
+      return 2
     from colorjax import video  # pylint: disable=g-import-not-at-top
     videos = [job for job in jobs if video.is_video(job.source)]
     photos = [job for job in jobs if job not in videos]

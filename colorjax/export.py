@@ -133,8 +133,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
   args = parse_args(sys.argv[1:] if argv is None else argv)
-  from colorjax import inference  # pylint: disable=g-import-not-at-top
-  colorizer = inference.Colorizer.from_workdir(args.workdir, args.step, args.size)
+  from colorjax import checkpointing, inference  # pylint: disable=g-import-not-at-top
+  try:
+    colorizer = inference.Colorizer.from_workdir(args.workdir, args.step, args.size)
+  except (FileNotFoundError, checkpointing.CheckpointError) as e:
+    print(f"error: {e}", file=sys.stderr)  # No usable or no fitting checkpoint: one line.
+    return 2
   out = args.out or os.path.join(args.workdir, "export")
   if args.format in ("stablehlo", "all"):
     export_stablehlo(colorizer, out, args.platforms.split(","))

@@ -1,5 +1,7 @@
 """Entry point: `python -m colorjax.main --config=configs/lsgan.py --workdir=DIR [--mode=eval]`."""
 
+import sys
+
 from absl import app
 from absl import flags
 from absl import logging
@@ -28,10 +30,16 @@ def main(argv):
   from colorjax import train  # pylint: disable=g-import-not-at-top
   logging.info("JAX process %d of %d; local devices %s", jax.process_index(),
                jax.process_count(), jax.local_devices())
-  if FLAGS.mode == "train":
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  else:
-    train.evaluate_checkpoint(FLAGS.config, FLAGS.workdir)
+  from colorjax import checkpointing, workdir_lock  # pylint: disable=g-import-not-at-top
+  try:
+    if FLAGS.mode == "train":
+      train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    else:
+      train.evaluate_checkpoint(FLAGS.config, FLAGS.workdir)
+  except (checkpointing.CheckpointError, workdir_lock.WorkdirLockedError) as e:
+    # Operator faults (damaged or mismatched checkpoints, a full disk, a busy workdir): the
+    # message says it all; a traceback would bury it.
+    sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":

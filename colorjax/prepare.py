@@ -48,6 +48,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from colorjax import diskspace
 from colorjax import images
 
 VERSION = "1.0.0"
@@ -154,11 +155,25 @@ def _process_chunk(task: tuple[str, str, list[str], Options]) -> int:
       skipped.append((rel, reason, detail))
     else:
       records.append((rel, png))
+  payload = pickle.dumps({"records": records, "skipped": skipped},
+                         protocol=pickle.HIGHEST_PROTOCOL)
   tmp_path = f"{chunk_path}.tmp{os.getpid()}"
-  with open(tmp_path, "wb") as f:
-    pickle.dump({"records": records, "skipped": skipped}, f, protocol=pickle.HIGHEST_PROTOCOL)
-  # Atomic rename: a run killed mid-write leaves no half chunk to be reused.
-  os.replace(tmp_path, chunk_path)
+  try:
+    with open(tmp_path, "wb") as f:
+      f.write(payload)
+    # Atomic rename: a run killed mid-write leaves no half chunk to be reused.
+    os.replace(tmp_path, chunk_path)
+  except OSError as e:
+    if os.path.exists(tmp_path):
+      os.unlink(tmp_path)  # A partial chunk only takes the space the next one needs.
+    code = diskspace.errno_of(e)
+    if code is None:
+      raise
+    # Raised in a pool worker: a plain message is what survives the trip to the parent.
+    raise diskspace.DiskFullError(
+        f"cannot write the decoded chunk {chunk_path}: {diskspace.reason(code)}; it needs "
+        f"{diskspace.megabytes(len(payload))}, {diskspace.free_space(chunk_path)}. Free space "
+        "(or use another --data_dir) and rerun: finished chunks are kept and reused") from None
   return len(relpaths)
 
 
@@ -359,8 +374,19 @@ def prepare(
   for leftover in (data_dir / name).glob(f"incomplete.*_{VERSION}"):
     shutil.rmtree(leftover, ignore_errors=True)
   write_start = time.perf_counter()
-  _write_tfds(name, data_dir, chunk_paths, counts, validation_percent, classes,
-              f"Photos from {root}, prepared by colorjax.prepare.", progress)
+  try:
+    _write_tfds(name, data_dir, chunk_paths, counts, validation_percent, classes,
+                f"Photos from {root}, prepared by colorjax.prepare.", progress)
+  except Exception as e:  # pylint: disable=broad-except
+    code = diskspace.errno_of(e)
+    if code is None:
+      raise
+    # The records are the chunks' PNG bytes, so the dataset is about their size.
+    needed = sum(path.stat().st_size for path in chunk_paths)
+    raise diskspace.DiskFullError(
+        f"cannot write the dataset to {dataset_dir}: {diskspace.reason(code)}; it needs about "
+        f"{diskspace.megabytes(needed)}, {diskspace.free_space(os.fspath(data_dir))}. Free "
+        f"space and rerun: the decoded chunks in {work_dir} are kept and reused") from e
   write_seconds = time.perf_counter() - write_start
 
   decoded_now = sum(len(task[2]) for task in pending)
@@ -418,7 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             validation_percent=args.validation_percent, min_side=args.min_side,
             workers=args.workers, chunk_size=args.chunk_size, keep_work=args.keep_work,
             progress=not args.no_progress)
-  except (ValueError, FileExistsError, NotADirectoryError) as e:
+  except (ValueError, FileExistsError, NotADirectoryError, diskspace.DiskFullError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   return 0
