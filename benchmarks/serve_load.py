@@ -25,7 +25,6 @@ import io
 import json
 import os
 import re
-import statistics
 import struct
 import subprocess
 import sys

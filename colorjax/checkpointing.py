@@ -20,9 +20,11 @@ What can still go wrong, and what happens (README, "Reliability"):
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import re
+import sys
 from typing import Any, Iterator, Sequence
 
 from absl import logging
@@ -219,6 +221,29 @@ def _one_line(error: BaseException, limit: int = 240) -> str:
   return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+def _collect_abandoned_reads() -> None:
+  """Silences the reads a failed restore left behind.
+
+  Orbax abandons the other arrays' read coroutines when one fails; garbage-collected later
+  (now, or at exit), each prints an "Exception ignored in: <coroutine ...>" traceback with a
+  page of TensorStore spec, repeating the cause already logged in one line. From the first
+  failed restore on, such reports from Orbax's own coroutines are dropped; any other
+  unraisable exception is still reported.
+  """
+  if not getattr(sys.unraisablehook, "drops_orbax_coroutines", False):
+    previous = sys.unraisablehook
+
+    def hook(unraisable):
+      code = getattr(unraisable.object, "cr_code", None)
+      if code is not None and f"{os.sep}orbax{os.sep}" in code.co_filename:
+        return
+      previous(unraisable)
+
+    hook.drops_orbax_coroutines = True
+    sys.unraisablehook = hook
+  gc.collect()
+
+
 def _move_aside(manager: ocp.CheckpointManager, step: int) -> str:
   """Moves a damaged step out of the directory Orbax scans; returns where it went."""
   checkpoints = os.fspath(manager.directory)
@@ -282,6 +307,8 @@ def restore_newest_loadable(manager: ocp.CheckpointManager, abstract_state: Any,
         state = restore(manager, candidate, abstract_state, data_iter)
       except Exception as e:  # pylint: disable=broad-except
         cause = _one_line(e)
+      if cause is not None:
+        _collect_abandoned_reads()
     if cause is not None:
       damaged.append((candidate, cause))
       logging.warning("checkpoint at step %d in %s cannot be restored, skipping it: %s",

@@ -30,6 +30,7 @@ import json
 import os
 import sys
 import threading
+import time
 from typing import Any, Sequence
 
 import numpy as np
@@ -93,6 +94,7 @@ class Admission:
     self._lock = threading.Lock()
     self.counts = {"admitted": 0, "refused_busy": 0, "timed_out": 0, "active": 0,
                    "in_server": 0, "peak_in_server": 0}
+    self._service_s = 1.0  # Moving average of a request's working time.
 
   def _count(self, **deltas: int) -> None:
     with self._lock:
@@ -121,9 +123,16 @@ class Admission:
     self._count(active=1)
     return True
 
-  def deactivate(self) -> None:
+  def deactivate(self, seconds: float) -> None:
+    with self._lock:
+      self._service_s = 0.8 * self._service_s + 0.2 * seconds
     self._count(active=-1)
     self._active.release()
+
+  def retry_after_s(self) -> int:
+    """About when a slot frees up: everyone inside served, at the recent pace."""
+    with self._lock:
+      return max(1, min(60, round(self.counts["in_server"] * self._service_s / self.max_active)))
 
   def stats(self) -> dict[str, int]:
     with self._lock:
@@ -217,8 +226,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
   def _busy(self, why: str) -> None:
     self._drop_body(self._content_length())
-    self._error(503, f"server busy ({why}): try again in a few seconds",
-                {"Retry-After": "2"})
+    retry = self.app.admission.retry_after_s()
+    self._error(503, f"server busy ({why}): try again in {retry} s", {"Retry-After": str(retry)})
 
   def do_POST(self) -> None:  # pylint: disable=invalid-name
     routes = {"/api/colorize": self.app.colorize, "/api/grayscale": self.app.grayscale}
@@ -233,14 +242,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
       try:
         body = self._read_body()
         if not admission.activate():
+          retry = admission.retry_after_s()
           self._error(503, f"server busy: no free slot within {admission.wait_timeout_s:g} s; "
-                           "try again", {"Retry-After": "5"})
+                           f"try again in {retry} s", {"Retry-After": str(retry)})
           return
+        started = time.perf_counter()
         try:
           result = routes[self.path](body)
         finally:
           del body  # The upload is not needed while the answer is sent.
-          admission.deactivate()
+          admission.deactivate(time.perf_counter() - started)
       finally:
         admission.leave()
       self._send(200, "image/png", result)

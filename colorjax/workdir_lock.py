@@ -122,7 +122,7 @@ def acquire(workdir: str) -> int:
   return fd
 
 
-def release(workdir: str, fd: int) -> None:
+def release(fd: int) -> None:
   """Empties and unlocks the lock file (a clean exit leaves no holder record behind)."""
   try:
     os.ftruncate(fd, 0)
@@ -130,7 +130,6 @@ def release(workdir: str, fd: int) -> None:
     pass
   fcntl.flock(fd, fcntl.LOCK_UN)
   os.close(fd)
-  del workdir
 
 
 @contextlib.contextmanager
@@ -143,4 +142,4 @@ def hold(workdir: str, enabled: bool = True) -> Iterator[None]:
   try:
     yield
   finally:
-    release(workdir, fd)
+    release(fd)
