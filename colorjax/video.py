@@ -46,6 +46,8 @@ Input and output (PyAV, the FFmpeg binding):
 - Odd frame sizes: 4:2:0 chroma needs even sides, so such frames are encoded 4:4:4 (yuv444p;
   H.264 High 4:4:4 Predictive), which keeps the exact size; some players (browsers) do not play
   4:4:4 H.264. Even sizes use yuv420p, which plays everywhere.
+- Colour tags (matrix, range, primaries, transfer) are copied, and RGB is encoded with the
+  input's matrix and range, e.g. BT.709 for HD; untagged inputs stay untagged (BT.601).
 - Rotation metadata (display matrix) is kept: frames are turned upright for the model (it was
   trained on upright photos), turned back, and the output carries the input's rotation, so it
   displays exactly like the input.
@@ -563,6 +565,9 @@ def colorize_video(colorizer: inference.Colorizer, src: str, dst: str, *,
           if on_frame is not None:
             on_frame(array, result, index in colorizing.cuts)
           new = av.VideoFrame.from_ndarray(_turn_back(result, state["rotation"]), "rgb24")
+          # RGB -> YUV with the matrix and range the input was decoded with (PyAV decodes by the
+          # frame's tags): L survives the round trip, and the output carries the same tags.
+          new = new.reformat(format=pix_fmt, **state["matrix"])
           new.pts, new.time_base = _monotonic_pts(frame, state, rate, vin.time_base), vin.time_base
           for packet in vout.encode(new):
             out.mux(packet)
@@ -578,6 +583,7 @@ def colorize_video(colorizer: inference.Colorizer, src: str, dst: str, *,
             state["rotation"] = int(round((frame.rotation or 0) / 90.0)) % 4
             if state["rotation"]:
               vout.set_display_rotation(90 * state["rotation"])
+            state["matrix"] = _copy_colour_tags(frame, vin.codec_context, vout.codec_context)
           pending.append(frame)
           if len(pending) == colorizer.batch_size:
             encode(pending)
@@ -610,6 +616,25 @@ def colorize_video(colorizer: inference.Colorizer, src: str, dst: str, *,
                + f": truncated or damaged input; the {written} frames that decoded were written")
   return VideoResult(dst, written, expected, width, height, float(rate), len(ain),
                      colorizing.cuts if colorizing else [], time.perf_counter() - start_time, stopped)
+
+
+_UNSPECIFIED = 2  # AVCOL_SPC_UNSPECIFIED, AVCOL_PRI_UNSPECIFIED, AVCOL_TRC_UNSPECIFIED.
+
+
+def _copy_colour_tags(frame, source, target) -> dict[str, int]:
+  """Tags the output with the input's colour matrix, range, primaries and transfer; returns
+  the `reformat` arguments that encode RGB with that matrix and range. Untagged inputs are
+  decoded and encoded with FFmpeg's default (BT.601, limited range) and stay untagged."""
+  matrix = {}
+  if frame.colorspace not in (None, 0, _UNSPECIFIED):
+    matrix["dst_colorspace"] = target.colorspace = frame.colorspace
+  if frame.color_range in (1, 2):  # MPEG (limited) or JPEG (full).
+    matrix["dst_color_range"] = target.color_range = frame.color_range
+  for tag in ("color_primaries", "color_trc"):
+    value = getattr(source, tag, None)
+    if value not in (None, 0, _UNSPECIFIED):
+      setattr(target, tag, value)
+  return matrix
 
 
 def _upright(frame, state: dict) -> np.ndarray:

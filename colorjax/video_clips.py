@@ -115,6 +115,8 @@ def write_video(path: str, frames: Iterable[np.ndarray], fps: int | fractions.Fr
   if codec is None:
     codec = "libvpx-vp9" if webm else ("libx264" if "libx264" in av.codecs_available else "mpeg4")
   options = {"crf": str(crf)} if codec in ("libx264", "libvpx-vp9") else {}
+  if codec == "libx264":
+    options["threads"] = "1"  # Multi-threaded x264 measured not bit-exact from run to run.
   if codec == "libvpx-vp9":
     options.update({"b": "0", "deadline": "realtime", "cpu-used": "8"})
   count = 0

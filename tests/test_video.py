@@ -125,7 +125,7 @@ def test_scene_cut_is_detected_and_resets_the_smoothing(colorizer, clips, tmp_pa
     outs = [smoother(l, ab) for l, ab in zip(ls, abs_)]
     assert smoother.last_cut == resets
     leak = np.abs(outs[-1] - abs_[-1]).max()
-    assert (leak == 0.0) if resets else (leak > 5.0), leak
+    assert (leak == 0.0) if resets else (leak > 1.0), leak
 
 
 def test_smoother_removes_injected_noise_along_the_motion():
@@ -217,6 +217,33 @@ def test_odd_size_variable_rate_and_rotation_are_kept(colorizer, tmp_path):
   with av.open(str(tmp_path / "rot_out.mp4")) as c:
     first = next(c.decode(video=0))
     assert first.rotation == 90 and (first.width, first.height) == (64, 96)
+
+
+def test_colour_tags_are_kept(colorizer, tmp_path):
+  """A BT.709 full-range input comes out BT.709 full range, encoded with that matrix."""
+  source = str(tmp_path / "hd.mp4")
+  frames = list(video_clips.make_clip("pan", 96, 64, 4))
+  with av.open(source, "w") as out:
+    stream = out.add_stream("libx264", rate=25)
+    stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+    ctx = stream.codec_context
+    ctx.colorspace, ctx.color_range, ctx.color_primaries, ctx.color_trc = 1, 2, 1, 1
+    for frame in frames:
+      yuv = av.VideoFrame.from_ndarray(frame, "rgb24").reformat(
+          format="yuv420p", dst_colorspace=1, dst_color_range=2)
+      for packet in stream.encode(yuv):
+        out.mux(packet)
+    for packet in stream.encode(None):
+      out.mux(packet)
+  output = str(tmp_path / "hd_out.mp4")
+  video.colorize_video(colorizer, source, output, progress=False)
+  with av.open(output) as c:
+    first = next(c.decode(video=0))
+    assert (first.colorspace, first.color_range) == (1, 2)
+    assert c.streams.video[0].codec_context.color_primaries == 1
+  diff = np.abs(lightness(video_clips.read_frames(output)[2]) -
+                lightness(video_clips.read_frames(source)[2]))
+  assert diff.mean() < 1.5, diff.mean()
 
 
 def test_cli_colorizes_a_video_next_to_photos(workdir, clips, tmp_path, capsys):
