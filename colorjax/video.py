@@ -431,6 +431,9 @@ def _ab_to_work(ab_norm: jax.Array, work_shape: tuple[int, int]) -> jax.Array:
   return jax.image.resize(ab_norm, ab_norm.shape[:1] + work_shape + (2,), "linear")
 
 
+_finish = jax.jit(inference.finish)
+
+
 @jax.jit
 def _finish_with_correction(frames: jax.Array, l_full: jax.Array, ab_norm: jax.Array,
                             correction: jax.Array) -> jax.Array:
@@ -471,7 +474,7 @@ class _Colorizing:
     ab = self.colorizer.predict_ab(l_norm)
     if self.smoother is None:
       self.count += n
-      return np.asarray(self.colorizer._finish(batch, l_full, ab))[:n]  # pylint: disable=protected-access
+      return np.asarray(_finish(batch, l_full, ab))[:n]
     ab_work = np.asarray(_ab_to_work(ab, self.work_shape))
     l_work = np.asarray(l_work)
     correction = np.zeros_like(ab_work)
