@@ -55,7 +55,9 @@ class DiskFullError(CheckpointError, diskspace.DiskFullError):
   """A checkpoint could not be written for lack of space (ENOSPC) or the file size limit."""
 
 
-def make_manager(workdir: str, max_to_keep: int, *, read_only: bool = False) -> ocp.CheckpointManager:
+def make_manager(workdir: str, max_to_keep: int, *,
+                 read_only: bool = False) -> ocp.CheckpointManager:
+  """The CheckpointManager of `<workdir>/checkpoints` (async saves; read-only for readers)."""
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=not read_only,
                                          read_only=read_only, enable_async_checkpointing=True)
   return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"),

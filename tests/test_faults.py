@@ -204,8 +204,9 @@ def test_second_trainer_fails_naming_the_first_and_a_killed_trainers_lock_is_tak
   assert f"started {holder['start']}" in last_line
   assert "Traceback" not in second.stderr
 
-  # The killed trainer's lock file still names it; the next trainer takes over.
-  config_path = launch_utils.write_config_file(str(tmp_path / "short.py"), _config(10))
+  # The killed trainer's lock file still names it; the next trainer takes over (and, at the
+  # 6 steps the workdir already holds, has nothing left to train: quick).
+  config_path = launch_utils.write_config_file(str(tmp_path / "short.py"), _config(6))
   third = launch_utils.run_main([f"--config={config_path}", f"--workdir={workdir}"], env,
                                 str(tmp_path / "third.log"))
   assert re.search(rf"taking over a stale lock .*pid {first.popen.pid}\b", third.output())
@@ -216,6 +217,7 @@ _HOLDER = """
 import fcntl, json, os, sys, time
 fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
 fcntl.flock(fd, fcntl.LOCK_EX)
+os.ftruncate(fd, 0)
 os.write(fd, json.dumps({"host": sys.argv[2], "pid": int(sys.argv[3]),
                          "start": "2026-01-01T00:00:00+00:00"}).encode())
 print("locked", flush=True)
