@@ -1,0 +1,125 @@
+"""Checks before the first step: everything that would otherwise fail minutes or hours later.
+
+`check(config, workdir)` runs before training creates anything in the workdir: the config's
+values, the train and eval splits (non-empty), labels when the classification loss needs them,
+the image size against the model (by building its abstract state, which runs the model's own
+shape checks), the batch against the device count, and the disk space for one checkpoint. Each
+failure is a `UserError` whose message says what to change.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any, Sequence
+
+import jax
+import ml_collections
+
+from colorjax.errors import UserError
+
+
+def check(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Raises `UserError` on the first problem a training run in `workdir` would hit."""
+  check_config(config)
+  train_source = check_split(config, train=True)
+  check_split(config, train=False)
+  check_labels(config, train_source)
+  abstract_state = check_model(config)
+  check_disk_space(workdir, abstract_state)
+
+
+def check_eval(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """--mode=eval: the config, the eval split and a checkpoint to evaluate."""
+  check_config(config)
+  check_split(config, train=False)
+  if not checkpoint_steps(workdir):
+    raise UserError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}: train first "
+                    f"(--mode=train with the same --workdir), or give the workdir of a run")
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """The trainer's value checks (choices, positive counts, batch vs devices) and eval's batch."""
+  from colorjax import train  # pylint: disable=g-import-not-at-top
+  try:
+    train.validate_config(config)
+  except (ValueError, KeyError) as e:  # The registries raise KeyError naming the valid names.
+    raise UserError(str(e).strip("'\"")) from e
+  devices = jax.device_count()
+  if config.eval.batch_size % devices:
+    raise UserError(f"eval.batch_size={config.eval.batch_size} must be divisible by the number "
+                    f"of devices ({devices}); e.g. --config.eval.batch_size="
+                    f"{max(devices, config.eval.batch_size // devices * devices)}")
+
+
+def check_split(config: ml_collections.ConfigDict, *, train: bool) -> Sequence[Any]:
+  """The split's source; `UserError` if it is missing or empty, with the way to fix it."""
+  from colorjax.data import sources  # pylint: disable=g-import-not-at-top
+  which = "train" if train else "eval"
+  try:
+    source = sources.create_source(config.data, train=train)
+  except FileNotFoundError as e:  # A missing folder or TFDS dataset: the message says how to get it.
+    raise UserError(str(e)) from e
+  except ValueError as e:  # A folder whose hash split left this split empty.
+    raise UserError(f"{e}: {_empty_split_fix(config, train)}") from e
+  if len(source) == 0:
+    raise UserError(f"the {which} split of {config.data.name!r} is empty: "
+                    f"{_empty_split_fix(config, train)}")
+  return source
+
+
+def _empty_split_fix(config: ml_collections.ConfigDict, train: bool) -> str:
+  if train:
+    return ("lower --config.data.validation_percent, or name the split with "
+            "--config.data.train_split")
+  return ("add photos, raise --config.data.validation_percent (e.g. 50 for a handful of "
+          "photos), or put the eval photos in a val/ folder beside a train/ folder")
+
+
+def check_labels(config: ml_collections.ConfigDict, train_source: Sequence[Any]) -> None:
+  """loss.class_weight > 0 needs labelled data with as many classes as the classifier."""
+  from colorjax.data import pipeline  # pylint: disable=g-import-not-at-top
+  try:
+    pipeline.check_labels(train_source, config)
+  except ValueError as e:
+    raise UserError(str(e)) from e
+
+
+def check_model(config: ml_collections.ConfigDict) -> Any:
+  """The abstract train state (shapes only, nothing computed); `UserError` if the model cannot
+  run at `data.image_size` (e.g. a U-Net needs sides divisible by 2**num_downs)."""
+  from colorjax import distributed, train  # pylint: disable=g-import-not-at-top
+  try:
+    parts = train.make_step_parts(config)  # The colour prior only reweights: shapes are equal.
+    _, abstract_state, _ = train.create_state(config, parts, distributed.make_data_mesh())
+  except ValueError as e:
+    raise UserError(f"the model cannot be built for data.image_size={config.data.image_size}: "
+                    f"{e}") from e
+  return abstract_state
+
+
+def check_disk_space(workdir: str, abstract_state: Any) -> None:
+  """Room for one more checkpoint (the train state's bytes) where the workdir is or will be."""
+  from colorjax import checkpointing, diskspace  # pylint: disable=g-import-not-at-top
+  needed = checkpointing.state_nbytes(abstract_state)
+  existing = _nearest_existing(workdir)
+  free = shutil.disk_usage(existing).free
+  if free < needed:
+    raise UserError(f"a checkpoint needs about {diskspace.megabytes(needed)} (the train state) "
+                    f"and {existing} has {diskspace.megabytes(free)} free: free some space or "
+                    "choose a --workdir on another disk")
+
+
+def checkpoint_steps(workdir: str) -> list[int]:
+  """Steps with a committed checkpoint directory under `<workdir>/checkpoints`."""
+  folder = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(folder):
+    return []
+  return sorted(int(n) for n in os.listdir(folder) if n.isdigit())
+
+
+def _nearest_existing(path: str) -> str:
+  path = os.path.abspath(path)
+  while not os.path.exists(path) and os.path.dirname(path) != path:
+    path = os.path.dirname(path)
+  return path
