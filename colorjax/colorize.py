@@ -3,14 +3,21 @@
   python -m colorjax.colorize --workdir=runs/lsgan photos/ old/*.jpg scan.tif -o colorized/
 
 Inputs are files, folders (searched recursively, see `images.list_images`) and glob patterns.
-Each input becomes `<OUT>/<sub-folders>/<stem>_color.png` (or .jpg with --format=jpeg), the
-sub-folders mirroring those under an input folder. Any image `images.read_image` decodes works
-(EXIF orientation applied; 8/16-bit, grayscale, RGB, palette, CMYK); RGBA keeps its alpha in PNG
-output (JPEG has none: such images are flattened on white). Unreadable or corrupt files are
-reported and skipped; the rest are still written. The summary at the end lists every skipped
-file with its reason; the exit code is 0 if anything was written, 1 if nothing was.
+Each input becomes `<OUT>/<sub-folders>/<stem>_color.png` (PNG whatever the input's format;
+.jpg with --format=jpeg), the sub-folders mirroring those under an input folder. Any image
+`images.read_image` decodes works (EXIF orientation applied; 8/16-bit, grayscale, RGB, palette,
+CMYK); RGBA keeps its alpha in PNG output (JPEG has none: such images are flattened on white).
+Unreadable or corrupt files are reported and skipped; the rest are still written. The summary at
+the end lists every skipped file with its reason.
 
-Inputs are never overwritten: an output path that is also an input is refused.
+Outputs that already exist are kept, with a notice, so that a rerun (after an interruption, or
+on a folder that gained photos) only does what is missing; --overwrite redoes them. Inputs are
+never overwritten: an output path that is also an input is refused.
+
+Exit codes (EXIT_CODES): 0 every input has its output (written now, or kept from an earlier
+run); 1 some inputs failed (unreadable, unwritable), the others were done; 2 nothing could be
+done (every input failed, or none matched) or a usage error (a bad flag, a workdir without a
+checkpoint).
 
 Videos (.mp4, .m4v, .mov, .avi, .mkv, .webm, named as files or globs) become
 `<OUT>/<stem>_color<the input's extension>`, with stable colours over time, audio copied and
@@ -32,9 +39,16 @@ from typing import Iterable, Sequence
 import numpy as np
 from PIL import Image
 
+from colorjax import cli
+from colorjax import errors
 from colorjax import images
 
 FORMATS = {"png": ".png", "jpeg": ".jpg"}
+EXIT_CODES = """exit codes:
+  0  every input has its output (written now, or kept from an earlier run)
+  1  some inputs failed (listed in the summary); the others were done
+  2  nothing was done (every input failed or none matched), or a usage error
+     (a bad flag, a workdir without a checkpoint)"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,8 +163,36 @@ def run(colorizer, jobs: Sequence[Job], fmt: str, quality: int, batch_size: int,
   return written, skipped
 
 
-def summary(written: Sequence[str], skipped: Sequence[tuple[str, str]]) -> str:
+def final_output(job: Job) -> str:
+  """Where `job`'s result lands: a video keeps its container (<stem>_color<its extension>)."""
+  from colorjax import video  # pylint: disable=g-import-not-at-top
+  if video.is_video(job.source):
+    return os.path.splitext(job.output)[0] + os.path.splitext(job.source)[1].lower()
+  return job.output
+
+
+def split_existing(jobs: Sequence[Job], overwrite: bool) -> tuple[list[Job], list[Job]]:
+  """(jobs to run, jobs whose output already exists and is kept)."""
+  if overwrite:
+    return list(jobs), []
+  kept = [job for job in jobs if os.path.exists(final_output(job))]
+  return [job for job in jobs if job not in kept], kept
+
+
+def exit_code(written: Sequence[str], kept: Sequence[Job],
+              skipped: Sequence[tuple[str, str]]) -> int:
+  """0 all done, 1 some failed, 2 none done (see EXIT_CODES)."""
+  if not skipped:
+    return 0 if written or kept else 2
+  return 1 if written or kept else 2
+
+
+def summary(written: Sequence[str], skipped: Sequence[tuple[str, str]],
+            kept: Sequence[Job] = ()) -> str:
   lines = [f"written: {len(written)}, skipped: {len(skipped)}"]
+  if kept:
+    lines[0] += (f", kept: {len(kept)} (their outputs exist, e.g. {final_output(kept[0])}; "
+                 "--overwrite redoes them)")
   reasons = collections.Counter(reason.split(":")[0] for _, reason in skipped)
   lines += [f"  {count} x {reason}" for reason, count in reasons.most_common()]
   lines += [f"skipped {path}: {reason}" for path, reason in skipped]
@@ -158,18 +200,30 @@ def summary(written: Sequence[str], skipped: Sequence[tuple[str, str]]) -> str:
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(prog="python -m colorjax.colorize",
-                                   description="Colorize photos with a trained colorjax model.")
+  parser = argparse.ArgumentParser(
+      prog="python -m colorjax.colorize",
+      description="Colorize photos and videos with a trained colorjax model.",
+      epilog=EXIT_CODES, formatter_class=cli.HelpFormatter)
   parser.add_argument("inputs", nargs="+", metavar="INPUT",
-                      help="image files, folders (recursive) or glob patterns")
-  parser.add_argument("-o", "--out", required=True, help="output folder")
-  parser.add_argument("--workdir", required=True, help="training workdir (config + checkpoints)")
-  parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
-  parser.add_argument("--format", choices=sorted(FORMATS), default="png")
+                      help="image or video files, folders (recursive) or glob patterns")
+  parser.add_argument("-o", "--out", required=True,
+                      help="output folder; each input becomes <stem>_color.png in it")
+  parser.add_argument("--workdir", required=True,
+                      help="training workdir (config.json + checkpoints/)")
+  parser.add_argument("--step", type=int, default=None,
+                      help="checkpoint step (None: the latest that loads)")
+  parser.add_argument("--format", choices=sorted(FORMATS), default="png",
+                      help="image output format, whatever the input's (videos keep theirs)")
   parser.add_argument("--quality", type=int, default=95, help="JPEG quality (1-100)")
   parser.add_argument("--render_size", type=int, default=None,
-                      help="side of the square the model runs at (default: training size)")
-  parser.add_argument("--batch_size", type=int, default=8)
+                      help="side of the square the model sees (None: its training size); "
+                           "colours come from this rendering, detail from the full-size L. "
+                           "Larger: finer colour regions, slower, and beyond the training size "
+                           "the model sees objects at unfamiliar scales (DeOldify's render_factor)")
+  parser.add_argument("--batch_size", type=int, default=8,
+                      help="images per model call (memory vs speed)")
+  parser.add_argument("--overwrite", action="store_true",
+                      help="redo outputs that already exist; without it they are kept, with a notice")
   parser.add_argument("--no_progress", action="store_true", help="hide the progress bar")
   parser.add_argument("--temporal_smoothing", type=float, default=0.8,
                       help="videos: strength 0..1 of the motion-compensated smoothing of the "
@@ -193,7 +247,10 @@ def main(argv: Sequence[str] | None = None) -> int:
   if os.path.isfile(args.out):
     print(f"error: -o {args.out} is a file (an input?); give an output folder", file=sys.stderr)
     return 2
+  from colorjax import console  # pylint: disable=g-import-not-at-top
+  console.quiet_libraries()  # Before TensorFlow or Orbax load.
   jobs, skipped = expand_inputs(args.inputs, args.out, FORMATS[args.format])
+  jobs, kept = split_existing(jobs, args.overwrite)
   written = []
   if jobs:
     from colorjax import checkpointing, inference  # pylint: disable=g-import-not-at-top
@@ -201,8 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       colorizer = inference.Colorizer.from_workdir(args.workdir, args.step, args.render_size,
                                                    args.batch_size)
     except (FileNotFoundError, checkpointing.CheckpointError) as e:
-      print(f"error: {e}", file=sys.stderr)  # No usable or no fitting checkpoint: one line.
-      return 2
+      return errors.report(e)  # No usable or no fitting checkpoint: one line.
     from colorjax import video  # pylint: disable=g-import-not-at-top
     videos = [job for job in jobs if video.is_video(job.source)]
     photos = [job for job in jobs if job not in videos]
@@ -210,12 +266,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                            progress=not args.no_progress) if photos else ([], []))
     # A video keeps its container: <stem>_color<the input's extension>.
     video_written, video_failed = video.run_jobs(
-        colorizer, [(job.source, os.path.splitext(job.output)[0] +
-                     os.path.splitext(job.source)[1].lower()) for job in videos],
+        colorizer, [(job.source, final_output(job)) for job in videos],
         args.temporal_smoothing, progress=not args.no_progress)
     written, skipped = written + video_written, skipped + failed + video_failed
-  print(summary(written, skipped))
-  return 0 if written else 1
+  print(summary(written, skipped, kept))
+  return exit_code(written, kept, skipped)
 
 
 if __name__ == "__main__":

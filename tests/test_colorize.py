@@ -165,7 +165,7 @@ def test_command_writes_good_files_and_reports_bad_ones(workdir, tmp_path, capsy
   out = tmp_path / "out"
   code = colorize.main([str(photos), "-o", str(out), f"--workdir={workdir}", "--no_progress",
                         "--batch_size=4"])
-  assert code == 0
+  assert code == 1  # Some inputs failed, the others were written.
   assert _digests(photos) == before  # Inputs untouched.
   for name, shape in good.items():
     result = np.asarray(Image.open(out / (os.path.splitext(name)[0] + "_color.png")))
@@ -195,13 +195,33 @@ def test_command_never_overwrites_inputs_and_fails_when_nothing_is_written(workd
   (folder / "cat_color.jpg").unlink()
   code = colorize.main([str(folder / "cat.png"), str(folder / "cat_color.png"), "-o", str(folder),
                         f"--workdir={workdir}", "--no_progress"])
-  assert code == 0
+  assert code == 1  # One refused, one written.
   assert _digests(folder).items() >= before.items()  # Both inputs kept byte for byte.
   assert "is an input; refusing to overwrite it" in capsys.readouterr().out
   assert (folder / "cat_color_color.png").exists()
 
   (tmp_path / "bad.jpg").write_bytes(b"")
   assert colorize.main([str(tmp_path / "bad.jpg"), str(tmp_path / "missing*.jpg"), "-o",
-                        str(tmp_path / "o2"), f"--workdir={workdir}", "--no_progress"]) == 1
+                        str(tmp_path / "o2"), f"--workdir={workdir}", "--no_progress"]) == 2
   report = capsys.readouterr().out
   assert "written: 0, skipped: 2" in report and "no such file" in report
+
+
+def test_rerun_keeps_earlier_outputs_unless_overwrite(workdir, tmp_path, capsys):
+  photos = tmp_path / "photos"
+  photos.mkdir()
+  Image.fromarray(skimage.data.chelsea()[:64, :80]).save(photos / "cat.png")
+  Image.fromarray(skimage.data.coffee()[:64, :80]).save(photos / "cup.jpg")
+  out = tmp_path / "out"
+  args = [str(photos), "-o", str(out), f"--workdir={workdir}", "--no_progress"]
+  assert colorize.main(args) == 0
+  assert sorted(os.listdir(out)) == ["cat_color.png", "cup_color.png"]  # PNG for any input.
+  capsys.readouterr()
+  (out / "cat_color.png").write_bytes(b"an earlier result")  # Not the model's output.
+  assert colorize.main(args) == 0  # Every input has its output: nothing failed.
+  report = capsys.readouterr().out
+  assert "written: 0, skipped: 0, kept: 2" in report and "--overwrite" in report
+  assert (out / "cat_color.png").read_bytes() == b"an earlier result"
+  assert colorize.main(args + ["--overwrite"]) == 0
+  assert "written: 2, skipped: 0" in capsys.readouterr().out
+  assert np.asarray(Image.open(out / "cat_color.png")).shape == (64, 80, 3)
