@@ -36,7 +36,9 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
+from colorjax import cli
 from colorjax import colorize as colorize_cli
+from colorjax import errors
 from colorjax import images
 
 PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static", "index.html")
@@ -284,13 +286,20 @@ def make_server(colorizer: Any, host: str, port: int, max_upload_mb: float = 20.
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   parser = argparse.ArgumentParser(prog="python -m colorjax.serve",
-                                   description="Web demo of a trained colorjax model.")
-  parser.add_argument("--workdir", required=True, help="training workdir (config + checkpoints)")
-  parser.add_argument("--port", type=int, default=8000)
-  parser.add_argument("--host", default="127.0.0.1")
-  parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
-  parser.add_argument("--render_size", type=int, default=None)
-  parser.add_argument("--max_upload_mb", type=float, default=20.0)
+                                   description="Web demo of a trained colorjax model.",
+                                   formatter_class=cli.HelpFormatter)
+  parser.add_argument("--workdir", required=True,
+                      help="training workdir (config.json + checkpoints/)")
+  parser.add_argument("--port", type=int, default=8000, help="TCP port to listen on (0: any free)")
+  parser.add_argument("--host", default="127.0.0.1",
+                      help="address to listen on; 0.0.0.0 opens the demo to the network")
+  parser.add_argument("--step", type=int, default=None,
+                      help="checkpoint step (None: the latest that loads)")
+  parser.add_argument("--render_size", type=int, default=None,
+                      help="side of the square the model sees (None: its training size); see "
+                           "python -m colorjax.colorize --help")
+  parser.add_argument("--max_upload_mb", type=float, default=20.0,
+                      help="refuse larger uploads (413)")
   parser.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,
                       help="refuse larger images (413) before decoding them")
   parser.add_argument("--max_active", type=int, default=2,
@@ -304,12 +313,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
   args = parse_args(sys.argv[1:] if argv is None else argv)
+  from colorjax import console  # pylint: disable=g-import-not-at-top
+  console.quiet_libraries()  # Before TensorFlow or Orbax load.
   from colorjax import checkpointing, inference  # pylint: disable=g-import-not-at-top
   try:
     colorizer = inference.Colorizer.from_workdir(args.workdir, args.step, args.render_size)
   except (FileNotFoundError, checkpointing.CheckpointError) as e:
-    print(f"error: {e}", file=sys.stderr)  # No usable or no fitting checkpoint: one line.
-    return 2
+    return errors.report(e)  # No usable or no fitting checkpoint: one line.
   server = make_server(colorizer, args.host, args.port, args.max_upload_mb, args.max_pixels,
                        args.max_active, args.max_waiting, args.wait_timeout_s)
   host, port = server.server_address[:2]

@@ -91,6 +91,12 @@ def test_disk_space_for_one_checkpoint(tmp_path, monkeypatch):
   assert not os.path.exists(tmp_path / "not")
 
 
+def test_missing_fid_weights(tmp_path):
+  with pytest.raises(UserError, match="fid_weights=.*does not exist.*colorjax.fid convert"):
+    preflight.check(config_with(**{"eval.fid_weights": str(tmp_path / "inception.npz")}),
+                    str(tmp_path / "run"))
+
+
 def test_eval_needs_a_checkpoint(tmp_path):
   with pytest.raises(UserError, match="no checkpoint in .*train first"):
     preflight.check_eval(config_with(), str(tmp_path))

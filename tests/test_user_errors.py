@@ -114,3 +114,27 @@ def test_help_names_the_configs_and_the_way_to_list_keys():
   for text in ("configs/lsgan.py", "configs/colorful.py", ":cifar", ":quick", ":tiny",
                "--print_config", "--verbosity"):
     assert text in result.stdout, text
+
+
+@pytest.mark.parametrize("module, parse", [("colorize", "parse_args"), ("export", "parse_args"),
+                                           ("serve", "parse_args"), ("prepare", "_parse_args")])
+def test_every_flag_has_help_and_shows_its_default(module, parse, monkeypatch):
+  import argparse
+  import importlib
+  from colorjax import cli
+  parsers = []
+
+  def capture(self, args=None, namespace=None):
+    parsers.append(self)
+    raise SystemExit(0)
+  monkeypatch.setattr(argparse.ArgumentParser, "parse_args", capture)
+  with pytest.raises(SystemExit):
+    getattr(importlib.import_module(f"colorjax.{module}"), parse)([])
+  parser = parsers[0]
+  assert issubclass(parser.formatter_class, cli.HelpFormatter)
+  for action in parser._actions:  # pylint: disable=protected-access
+    assert action.help, (module, action.dest)
+  text = parser.format_help()
+  optional = [a for a in parser._actions if a.option_strings and not a.required  # pylint: disable=protected-access
+              and a.dest != "help"]
+  assert text.count("(default:") >= len(optional), text
