@@ -1,4 +1,4 @@
-"""A plain (skip-free) convolutional colorizer, seed 004's generator."""
+"""A plain (skip-free) convolutional colorizer in the DCGAN style (Radford et al. 2016)."""
 
 from __future__ import annotations
 
