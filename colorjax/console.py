@@ -146,13 +146,13 @@ def run_summary(workdir: str, seconds: float) -> str:
     lines.append(f"  samples:     {grids[-1]}")
   latest = os.path.join(workdir, "eval", "latest.json")
   if os.path.isfile(latest):
-    lines.append(f"  eval:        {latest}{_eval_headline(latest)}")
+    lines.append(f"  eval:        {latest}{eval_headline(latest)}")
   lines.append(f"  TensorBoard: tensorboard --logdir {workdir}")
   lines.append(f"  colorize:    python -m colorjax.colorize --workdir={workdir} PHOTOS -o OUT")
   return "\n".join(lines)
 
 
-def _eval_headline(path: str) -> str:
+def eval_headline(path: str) -> str:
   try:
     with open(path) as f:
       record = json.load(f)
@@ -166,11 +166,14 @@ def _eval_headline(path: str) -> str:
 # Library chatter.
 # ------------------------------------------------------------------------------------------
 class _DropReadOnlyNotice:
-  """Orbax warns 'Given directory is read only' whenever a reader (eval, colorize, export,
-  serve) opens checkpoints read-only, which is what they are meant to do: not a warning."""
+  """Orbax warns 'Given directory is read only' (and that read_only changes its save options)
+  whenever a reader (eval, colorize, export, serve) opens checkpoints read-only, which is what
+  they are meant to do: not a warning."""
+
+  NOTICES = ("Given directory is read only", "CheckpointManagerOptions.read_only=True")
 
   def filter(self, record) -> bool:
-    return not str(record.msg).startswith("Given directory is read only")
+    return not str(record.msg).startswith(self.NOTICES)
 
 
 def quiet_libraries(verbose: bool = False) -> None:

@@ -101,8 +101,8 @@ def _config_file_message(error: BaseException) -> str:
   if missing:
     return (f"config file {missing.group(1)} not found; choose one of {_config_names()} "
             "(with an optional :cifar, :quick or :tiny)")
-  lines = [l.strip() for l in text.splitlines() if l.strip() and not l.startswith(" ")]
-  return lines[-1] if lines else text
+  lines = [l.strip() for l in str(error).splitlines() if l.strip() and not l.startswith(" ")]
+  return lines[-1] if lines else one_line(str(error))
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -175,7 +175,9 @@ def main(argv):
     else:
       preflight.check_eval(config, workdir)
       train.evaluate_checkpoint(config, workdir)
-      print(f"eval written to {os.path.join(workdir, 'eval', 'latest.json')}", file=sys.stderr)
+      from colorjax import console  # pylint: disable=g-import-not-at-top
+      latest = os.path.join(workdir, "eval", "latest.json")
+      print(f"eval written to {latest}{console.eval_headline(latest)}", file=sys.stderr)
   except UserError as e:
     if FLAGS["verbosity"].present:
       logging.exception("user error")  # Asked-for detail: the traceback too.
