@@ -131,7 +131,7 @@ def _quiet_libraries() -> None:
   """Without --verbosity / -v, only warnings and errors of the libraries reach the console
   (Orbax logs ~60 INFO lines per checkpoint); TF's C++ INFO lines (oneDNN) are off too."""
   from colorjax import console  # pylint: disable=g-import-not-at-top
-  # TensorFlow (TFDS, clu) loads after this: the flags parse first.
+  # TensorFlow (only for TFDS datasets) loads after this: the flags parse first.
   console.quiet_libraries(verbose=FLAGS["verbosity"].present > 0)
 
 
