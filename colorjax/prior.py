@@ -82,9 +82,7 @@ def load_or_compute_prior(config: ml_collections.ConfigDict, workdir: str) -> qu
 
 
 def main(argv):
-  del argv
-  from colorjax import tf_utils
-  tf_utils.hide_tf_from_accelerators()
+  del argv  # TF, if a TFDS dataset is read, is kept off the GPUs where it is imported.
   config, workdir = FLAGS.config, FLAGS.workdir
   path = FLAGS.output or prior_path(config, workdir)
   prior = compute_prior(config)

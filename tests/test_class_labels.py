@@ -77,6 +77,7 @@ def test_folder_subfolders_are_the_classes_and_label_every_batch_row(class_root)
 
 
 def test_prepare_stores_the_folder_classes_as_tfds_labels(class_root, tmp_path):
+  pytest.importorskip("tensorflow", reason="prepare writes TFDS datasets with TF (tf extra)")
   summary = prepare.prepare(class_root, "class_photos", tmp_path, max_side=64,
                             validation_percent=0.0, min_side=8, workers=1, progress=False)
   assert summary["classes"] == sorted(PHOTOS)

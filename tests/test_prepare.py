@@ -13,7 +13,8 @@ import zlib
 
 import numpy as np
 import pytest
-import tensorflow as tf
+
+tf = pytest.importorskip("tensorflow", reason="prepare writes TFDS datasets with TF (tf extra)")
 from PIL import Image
 from skimage import data
 
