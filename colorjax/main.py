@@ -78,7 +78,7 @@ def _config_key_message(error: BaseException, argv: list[str]) -> str | None:
   KeyError/AttributeError (whose text holds escaped newlines and quotes)."""
   text = " ".join(str(e).replace("\\n", " ") for e in _chain(error))
   suggestion = re.search(r'Did you mean \\?"([\w.]+)\\?"', text)
-  key = re.search(r"KeyError: |'\\?'?([\w]+)\\?'", text)
+  key = re.search(r"'\\?'?(\w+)\\?'", text)  # The key as ml_collections quotes it.
   named = [a.split("=")[0] for a in argv if a.startswith("--config.")]
   culprit = next((a for a in named if key and a.split(".")[-1] == key.group(1)), None)
   if culprit is None:
@@ -97,6 +97,8 @@ def _config_file_message(error: BaseException) -> str:
   raised = re.findall(r"^\s*\w+Error: (.+)$", text, flags=re.M)
   if raised and "unknown config variant" in raised[-1]:
     return raised[-1]
+  if raised and "Error whilst parsing config file" in text:  # The config file itself raised.
+    return f"the config file failed to load: {raised[-1]}"
   missing = re.search(r"No such file or directory: '([^']+)'", text)
   if missing:
     return (f"config file {missing.group(1)} not found; choose one of {_config_names()} "
