@@ -8,7 +8,8 @@ devices and jits `steps.train_step` exactly as `train.train_and_evaluate` does (
 state replicated, batch sharded over `data`). Compilation is timed on its own (`lower().compile()`),
 then the first call; then the median of `--steps` calls, each synchronised with `block_until_ready`.
 FLOPs come from XLA's cost analysis of the compiled step (per device, times the device count).
-On a GPU the achieved TFLOP/s and the MFU against the device kind's dense peak are reported.
+On a GPU the achieved TFLOP/s and the MFU against the device kind's dense peak are reported
+(MFU: against the row's dtype's peak, TF32 for float32; MFU(bf16): against the bf16 peak).
 
 `--sizes` and `--batch_sizes` pair up element by element (one batch size applies to every size).
 The U-Net's depth follows the size (5 levels at 32 px ... 8 at 256, `compare.unet_num_downs`).
@@ -53,7 +54,11 @@ flags.DEFINE_multi_string("override", [], "key=value applied to every config (co
 # Dense peak TFLOP/s by device kind (substring of `device_kind`, first match wins) and dtype.
 # float32 is the TF32 tensor-core peak: XLA on GPUs runs float32 convs and matmuls in TF32 at
 # JAX's default precision (the plain FP32 peaks are 67 on H100/H200 SXM and 19.5 on A100).
+# H100 SXM and H200: NVIDIA's H100/H200 datasheets (BF16 1979 / TF32 989 with 2:4 sparsity;
+# dense is half). PCIe and NVL cards run at lower clocks and power: they are matched first.
 PEAK_TFLOPS = (
+    ("H100 PCIe", {"bfloat16": 756.0, "float32": 378.0}),
+    ("H100 NVL", {"bfloat16": 835.0, "float32": 418.0}),
     ("H200", {"bfloat16": 989.0, "float32": 495.0}),
     ("H100", {"bfloat16": 989.0, "float32": 495.0}),
     ("A100", {"bfloat16": 312.0, "float32": 156.0}),
@@ -75,7 +80,9 @@ class Result:
   images_per_sec: float
   gflop_per_image: float
   tflops: float | None  # Achieved, on GPUs only.
-  mfu: float | None
+  mfu: float | None  # Against the dense peak of this row's dtype (TF32 for float32).
+  mfu_bf16_peak: float | None = None  # Against the bf16 dense peak, whatever the dtype: the
+  # one yardstick for bf16 and fp32 rows side by side.
 
 
 def peak_tflops(device_kind: str, dtype: str) -> float | None:
@@ -148,10 +155,10 @@ def measure(name: str, size: int, batch: int, dtype: str, num_steps: int, infere
     from colorjax.color import lab  # pylint: disable=g-import-not-at-top
     l = jax.jit(lambda x: lab.uint8_to_model_inputs(x)[0], out_shardings=batch_sharding)(rgb)
     forward = jax.jit(functools.partial(steps.predict_ab, parts),
-                      in_shardings=(state_shardings, batch_sharding),
+                      in_shardings=(state_shardings.ema, batch_sharding),
                       out_shardings=batch_sharding)
-    compile_s, flops = _compile(forward, state, l)
-    first, times = _time_calls(lambda: forward(state, l), num_steps)
+    compile_s, flops = _compile(forward, state.ema, l)
+    first, times = _time_calls(lambda: forward(state.ema, l), num_steps)
   else:
     # Exactly the trainer's jit: donated state, replicated state and metrics, sharded batch.
     train_step = jax.jit(functools.partial(steps.train_step, parts, step_rng),
@@ -167,16 +174,18 @@ def measure(name: str, size: int, batch: int, dtype: str, num_steps: int, infere
     first, times = _time_calls(call, num_steps)
 
   step_s = float(np.median(times))
-  tflops = mfu = None
+  tflops = mfu = mfu_bf16 = None
   if jax.devices()[0].platform == "gpu":
     tflops = flops / step_s / 1e12
     peak = peak_tflops(jax.devices()[0].device_kind, dtype)
     mfu = None if peak is None else tflops / peak
+    bf16_peak = peak_tflops(jax.devices()[0].device_kind, "bfloat16")
+    mfu_bf16 = None if bf16_peak is None else tflops / bf16_peak
   return Result(config=name, mode="inference" if inference else "train", size=size, batch=batch,
                 dtype=dtype, compile_s=compile_s, first_call_s=first, step_s=step_s,
                 step_s_min=float(min(times)),
                 images_per_sec=batch / step_s, gflop_per_image=flops / batch / 1e9,
-                tflops=tflops, mfu=mfu)
+                tflops=tflops, mfu=mfu, mfu_bf16_peak=mfu_bf16)
 
 
 def git_commit() -> str:
@@ -206,8 +215,9 @@ def pairs(sizes: Sequence[int], batch_sizes: Sequence[int]) -> list[tuple[int, i
 
 
 def format_row(result: Result) -> str:
-  gpu = ("" if result.tflops is None else
-         f" {result.tflops:8.1f}" + ("" if result.mfu is None else f" {100 * result.mfu:5.1f}%"))
+  gpu = "" if result.tflops is None else f" {result.tflops:8.1f}"
+  if result.mfu is not None:
+    gpu += f" {100 * result.mfu:5.1f}% {100 * result.mfu_bf16_peak:8.1f}%"
   return (f"{result.config:16s} {result.mode:9s} {result.size:4d} {result.batch:5d} "
           f"{result.dtype:8s} {result.compile_s:9.1f} {result.step_s:9.3f} "
           f"{result.images_per_sec:9.2f} {result.gflop_per_image:9.2f}{gpu}")
@@ -223,7 +233,7 @@ def main(argv):
   env = environment()
   print(f"# {env['device_count']} x {env['device_kind']}, JAX {env['jax_version']}, "
         f"XLA_FLAGS={env['xla_flags']!r}, load average {os.getloadavg()[0]:.2f}")
-  print(HEADER + ("  TFLOP/s    MFU" if env["platform"] == "gpu" else ""))
+  print(HEADER + ("  TFLOP/s    MFU MFU(bf16)" if env["platform"] == "gpu" else ""))
   for name in FLAGS.configs:
     for size, batch in pairs([int(s) for s in FLAGS.sizes], [int(b) for b in FLAGS.batch_sizes]):
       load_before = os.getloadavg()[0]

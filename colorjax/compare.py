@@ -1,5 +1,10 @@
 """Trains several configs with one budget and seed, scores them on one split, writes a report.
 
+  # The CIFAR-10 recipe (docs/quality.md): each config's `:cifar` variant defines the budget.
+  python -m colorjax.compare --configs=regression_l1:cifar,colorful:cifar,lsgan:cifar \
+    --data=../shared/data/cifar10 --workdir=runs/cifar --out=docs
+
+  # Or one budget imposed on default configs:
   python -m colorjax.compare --configs=lsgan,pix2pix,regression_l1,colorful \
     --data=../shared/data/cifar10/train --eval_data=../shared/data/cifar10/test \
     --steps=300 --image_size=32 --batch_size=32 --workdir=runs/compare --out=docs
@@ -13,7 +18,8 @@ and <out>/comparison.png (rows: eval images; columns: gray input, each model, gr
 Which images are evaluated: with `--eval_data=FOLDER` (e.g. CIFAR-10's test folder) a stable
 hash of each path picks about `--eval_images` of the folder's files, spread over the whole folder
 (folders list files sorted by path, so "the first N" of a class-per-subfolder layout would be
-one class). Without it, the first `--eval_images` of the training source's own eval split.
+one class). Without it, `--eval_images` evenly spaced images of the training source's own eval
+split (a folder with train/ and test/ subfolders evaluates on test/).
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from colorjax import checkpointing
 from colorjax import distributed
 from colorjax import images
 from colorjax import steps
+from colorjax import summaries
 from colorjax import tf_utils
 from colorjax import train
 from colorjax import visualize
@@ -62,7 +69,9 @@ METRIC_COLUMNS = (("psnr", "PSNR (dB) ↑", "{:.2f}"), ("ssim", "SSIM ↑", "{:.
 # Configs.
 # ------------------------------------------------------------------------------------------
 def load_config_file(name: str) -> ml_collections.ConfigDict:
-  """`configs/<name>.py` of this repository (or a path to a .py config file), unlocked."""
+  """`configs/<name>.py[:variant]` of this repository (or a path to a .py config file with an
+  optional `:variant`), unlocked."""
+  name, _, variant = name.partition(":")
   path = name if name.endswith(".py") else os.path.join(REPO_ROOT, "configs", f"{name}.py")
   if not os.path.exists(path):
     known = sorted(os.path.basename(p)[:-3] for p in glob.glob(
@@ -72,7 +81,7 @@ def load_config_file(name: str) -> ml_collections.ConfigDict:
                                                 path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config()
+  return module.get_config(variant)
 
 
 def unet_num_downs(image_size: int) -> int:
@@ -117,31 +126,39 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str])
 
 @dataclasses.dataclass(frozen=True)
 class Budget:
-  """What every config shares: the training budget, the data and the evaluated images."""
-  steps: int
-  image_size: int
-  batch_size: int
-  eval_images: int
+  """What every config shares: the training budget, the data and the evaluated images.
+
+  A zero keeps each config's own value (a variant such as `lsgan:cifar` defines a budget, its
+  eval cadence included, so TensorBoard shows learning curves).
+  """
+  steps: int = 0
+  image_size: int = 0
+  batch_size: int = 0
+  eval_images: int = 0
   seed: int = 0
   data: str = ""  # "" keeps each config's own data.name.
   eval_data: str = ""  # A folder to evaluate on instead of the training source's eval split.
 
 
 def budget_config(config: ml_collections.ConfigDict, budget: Budget) -> ml_collections.ConfigDict:
-  """The training config: the shared budget, the U-Net depth for the size, no in-loop eval."""
+  """The training config: the shared budget, the U-Net depth for the size, and no in-loop
+  eval when the budget sets the steps (the config's own cadence otherwise)."""
   config = ml_collections.ConfigDict(config.to_dict())  # A copy, unlocked.
   config.seed = budget.seed
-  config.num_train_steps = budget.steps
-  config.batch_size = budget.batch_size
-  config.log_every_steps = min(config.log_every_steps, max(1, budget.steps // 5))
-  config.checkpoint_every_steps = budget.steps
-  # Evaluation happens after training, on the comparison's split: none inside the loop.
-  config.eval_every_steps = config.sample_every_steps = 10 ** 9
-  config.data.image_size = budget.image_size
+  if budget.steps:
+    config.num_train_steps = budget.steps
+    config.log_every_steps = min(config.log_every_steps, max(1, budget.steps // 5))
+    config.checkpoint_every_steps = budget.steps
+    # Evaluation happens after training, on the comparison's split: none inside the loop.
+    config.eval_every_steps = config.sample_every_steps = 10 ** 9
+  if budget.batch_size:
+    config.batch_size = budget.batch_size
+  if budget.image_size:
+    config.data.image_size = budget.image_size
+    if config.model.generator == "unet":
+      config.model.generator_kwargs.num_downs = unet_num_downs(budget.image_size)
   if budget.data:
     config.data.name = budget.data
-  if config.model.generator == "unet":
-    config.model.generator_kwargs.num_downs = unet_num_downs(budget.image_size)
   return config
 
 
@@ -156,9 +173,10 @@ def eval_config(config: ml_collections.ConfigDict, budget: Budget) -> ml_collect
       raise FileNotFoundError(f"no images under --eval_data={budget.eval_data!r}")
     config.data.name = budget.eval_data
     # The folder's hash split as a stable, class-balanced-in-expectation sample of ~N files.
-    config.data.validation_percent = min(100.0, 100.0 * budget.eval_images / num_files)
+    wanted = budget.eval_images or config.eval.num_images
+    config.data.validation_percent = min(100.0, 100.0 * wanted / num_files)
     config.eval.num_images = -1
-  else:
+  elif budget.eval_images:
     config.eval.num_images = budget.eval_images
   return config
 
@@ -168,13 +186,7 @@ def eval_config(config: ml_collections.ConfigDict, budget: Budget) -> ml_collect
 # ------------------------------------------------------------------------------------------
 def _logged_images_per_sec(workdir: str) -> float:
   """Median of the trainer's logged images/s, without the first window (it holds the compile)."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top  (event files; TF is heavy)
-  values = {}
-  for path in sorted(glob.glob(os.path.join(workdir, "events.out.tfevents.*"))):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for value in event.summary.value:
-        if value.tag == "images_per_sec":
-          values[event.step] = float(tf.make_ndarray(value.tensor))
+  values = summaries.read_scalars(workdir).get("images_per_sec", {})  # Event files, no TF.
   windows = [values[s] for s in sorted(values)]
   return float(np.median(windows[1:] if len(windows) > 1 else windows)) if windows else math.nan
 
@@ -244,7 +256,7 @@ def predict_rgb(config: ml_collections.ConfigDict, workdir: str, rgb: np.ndarray
   @jax.jit
   def colorize(state, rgb):
     l, _ = lab.uint8_to_model_inputs(rgb)
-    return lab.model_outputs_to_rgb(l, steps.predict_ab(parts, state, l))
+    return lab.model_outputs_to_rgb(l, steps.predict_ab(parts, state.ema, l))
   return np.asarray(colorize(state, jnp.asarray(rgb)))
 
 
@@ -307,7 +319,7 @@ def compare(names: Sequence[str], make_config: Callable[[str], ml_collections.Co
   for name in names:
     config = budget_config(make_config(name), budget)
     apply_overrides(config, overrides)
-    run_dir = os.path.join(workdir, name)
+    run_dir = os.path.join(workdir, name.replace(":", "_"))  # lsgan:cifar -> lsgan_cifar
     logging.info("=== %s -> %s", name, run_dir)
     timing = train_one(config, run_dir)
     ev_config = eval_config(config, budget)
@@ -343,14 +355,16 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
   """The command line flags; defined only when run as a program (the module is a library too)."""
-  flags.DEFINE_list("configs", None, "Config names under configs/ (or .py paths).")
+  flags.DEFINE_list("configs", None, "Config names under configs/ (or .py paths), each with an "
+                    "optional :variant, e.g. lsgan:cifar.")
   flags.DEFINE_string("data", "", "Training data: a folder or dataset name (\"\" = each config's).")
   flags.DEFINE_string("eval_data", "", "A folder to evaluate on (e.g. CIFAR-10's test folder); "
                       "\"\" = the eval split of --data.")
-  flags.DEFINE_integer("steps", 300, "Training steps per config.")
-  flags.DEFINE_integer("image_size", 32, "Training and eval image size.")
-  flags.DEFINE_integer("batch_size", 64, "Global training batch size.")
-  flags.DEFINE_integer("eval_images", 256, "About how many images to evaluate on.")
+  flags.DEFINE_integer("steps", 0, "Training steps per config (0 = each config's own).")
+  flags.DEFINE_integer("image_size", 0, "Training and eval image size (0 = each config's).")
+  flags.DEFINE_integer("batch_size", 0, "Global training batch size (0 = each config's).")
+  flags.DEFINE_integer("eval_images", 0, "About how many images to evaluate on (0 = each "
+                       "config's eval.num_images).")
   flags.DEFINE_integer("seed", 0, "The seed of every config.")
   flags.DEFINE_multi_string("override", [], "key=value applied to every config after the budget, "
                             "e.g. --override=model.generator_kwargs.features=32.")

@@ -1,7 +1,17 @@
 """The keys every config shares, with the pix2pix colorization defaults.
 
-Config files under configs/ start from `get_base_config()` and change what their method needs;
-`--config.<key>=value` overrides any key, and a mistyped key fails because configs are locked.
+Config files under configs/ start from `get_base_config()`, change what their method needs and
+end with `with_variant(config, variant)`: `--config=configs/lsgan.py:cifar` selects a variant
+(as big_vision's `get_config(arg)` does), `--config.<key>=value` overrides any key, and a
+mistyped key fails because configs are locked.
+
+Variants (every config has each):
+  ""       the default: the embedded scikit-image photos at 64 px, minutes on a CPU.
+  "cifar"  the CIFAR-10 recipe at 32 px, sized for a 2-core CPU (docs/quality.md): TFDS
+           `cifar10`, or `--config.data.name=DIR` for JPEG/PNG folders with train/ and test/.
+  "quick"  the embedded photos at 32 px for 300 steps: a run that visibly colorizes its
+           training photos in about a minute on CPU (tests/test_quality.py bounds its output).
+  "tiny"   seconds per run on CPU, for tests: 16 px, 2 steps, the smallest networks.
 """
 
 from __future__ import annotations
@@ -37,7 +47,10 @@ def get_base_config() -> ml_collections.ConfigDict:
 
   c.model = ml_collections.ConfigDict()
   c.model.generator = "unet"
-  c.model.generator_kwargs = ml_collections.ConfigDict({"num_downs": 6})
+  # pix2pix U-Net: depth, decoder upsampling ("transposed" | "resize_conv", Odena et al. 2016)
+  # and the dropout of its innermost decoder levels (the GAN generator's noise source).
+  c.model.generator_kwargs = ml_collections.ConfigDict(
+      {"num_downs": 6, "upsampling": "transposed", "dropout": 0.5})
   c.model.discriminator = "patchgan"  # "none" for pure regression/classification.
   c.model.discriminator_kwargs = ml_collections.ConfigDict()
   c.model.ema_decay = 0.999  # Generator EMA used for eval and colorize; 0 turns it off.
@@ -54,7 +67,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.loss.n_critic = 1  # Discriminator updates per generator update.
   c.loss.gp_weight = 0.0  # WGAN-GP gradient penalty.
   c.loss.clip = 0.0  # WGAN weight clipping (0 = off).
-  c.loss.ebgan_margin = -1.0  # EBGAN margin in normalised MSE units (-1 = seed 000's m=80 on 0-255).
+  c.loss.ebgan_margin = -1.0  # EBGAN margin in normalised MSE units (-1 = Fabbri & Islam 2017's m=80 on 0-255).
   c.loss.label_smoothing = 0.0  # One-sided: real target = 1 - smoothing.
   c.loss.noisy_labels = False  # Real targets in [0.9, 1], fake in [0, 0.1].
   c.loss.flip_prob = 0.0  # Swap real/fake targets with this probability.
@@ -86,6 +99,95 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.eval.num_samples = 8  # Rows in the sample grid.
   c.eval.step = -1  # --mode=eval restores this checkpoint step (-1 = latest).
   c.eval.fid_weights = ""  # Inception weights file for FID ("" = skip FID).
+  return c
+
+
+VARIANTS = ("", "cifar", "quick", "tiny")
+
+
+def with_variant(config: ml_collections.ConfigDict, variant: str) -> ml_collections.ConfigDict:
+  """`config` changed as `variant` (one of `VARIANTS`) says; a config file's last step."""
+  if variant not in VARIANTS:
+    raise ValueError(f"unknown config variant {variant!r}; valid: "
+                     f"{', '.join(repr(v) for v in VARIANTS)} (e.g. configs/lsgan.py:cifar)")
+  if variant == "cifar":
+    _cifar(config)
+  elif variant == "quick":
+    _quick(config)
+  elif variant == "tiny":
+    _tiny(config)
+  return config
+
+
+def _cifar(c: ml_collections.ConfigDict) -> None:
+  """CIFAR-10 at 32 px: 1000 steps of batch 64 (1.3 epochs), eval every 250 steps on 512 test
+  images spread over the classes, so TensorBoard shows learning curves."""
+  c.data.name = "cifar10"
+  c.data.image_size = 32
+  # Flips only: 1.3 epochs of 50,000 photos do not overfit, and resized crops of a 32 px image
+  # are blurrier than any test image.
+  c.data.min_crop_scale = 1.0
+  c.batch_size = 64
+  c.num_train_steps = 1000
+  c.log_every_steps = 50
+  c.checkpoint_every_steps = 500
+  c.eval_every_steps = 250
+  c.sample_every_steps = 250
+  c.eval.batch_size = 64
+  c.eval.num_images = 512
+  c.eval.num_samples = 10
+  if c.model.generator == "unet":
+    c.model.generator_kwargs.num_downs = 5  # One level per halving, down to 1x1.
+
+
+def _quick(c: ml_collections.ConfigDict) -> None:
+  """The default data and networks at 32 px for 300 steps, evaluated once at the end."""
+  c.data.image_size = 32
+  c.num_train_steps = 300
+  c.log_every_steps = 50
+  c.checkpoint_every_steps = 300
+  c.eval_every_steps = 300
+  c.sample_every_steps = 300
+  c.max_checkpoints_to_keep = 1
+  if c.model.generator == "unet":
+    # Half pix2pix's widths (a quarter of the multiply-adds): six photos need no more.
+    c.model.generator_kwargs.update({"num_downs": 5, "features": 32, "max_features": 256})
+
+
+def _tiny(c: ml_collections.ConfigDict) -> None:
+  """16 px, 8 images, 2 steps and the smallest networks: a whole run in seconds on CPU."""
+  c.batch_size = 8
+  c.num_train_steps = 2
+  c.log_every_steps = 1
+  c.checkpoint_every_steps = 2
+  c.eval_every_steps = 2
+  c.sample_every_steps = 2
+  c.data.image_size = 16
+  c.eval.batch_size = 8
+  c.eval.num_images = 6
+  c.eval.num_samples = 4
+  if c.model.generator == "unet":
+    c.model.generator_kwargs.update({"num_downs": 3, "features": 8, "max_features": 16})
+  elif "width" in c.model.generator_kwargs:
+    c.model.generator_kwargs.width = 8
+  if c.model.discriminator == "patchgan":
+    c.model.discriminator_kwargs.update({"features": 8, "num_layers": 2})
+  elif "width" in c.model.discriminator_kwargs:
+    c.model.discriminator_kwargs.width = 8
+
+
+def get_unet_regression_config() -> ml_collections.ConfigDict:
+  """The pix2pix U-Net alone, no discriminator: shared by configs/regression_l*.py."""
+  c = get_base_config()
+  c.model.discriminator = "none"
+  c.loss.gan = "none"
+  # Without a discriminator the U-Net needs no noise: pix2pix's decoder dropout is its GAN's
+  # noise source (Isola et al. 2017). With dropout off and Adam 1e-3 (beta1 0.9) instead of the
+  # GAN's 2e-4 (0.5), L1 on the CIFAR-10 recipe reached 25.43 dB instead of 25.34 after 1000
+  # steps (gray: 24.41; docs/quality.md).
+  c.model.generator_kwargs.dropout = 0.0
+  c.optimizer.learning_rate = 1e-3
+  c.optimizer.b1 = 0.9
   return c
 
 

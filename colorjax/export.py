@@ -16,7 +16,8 @@ Files written in --out:
   * `model.stablehlo`: `jax.export` serialization; `load_stablehlo(path)` runs it with jax only.
   * `signature.json`: the signature above, the render size, the checkpoint step, platforms.
   * `savedmodel/`: TF SavedModel from `jax2tf` with a `serving_default` signature
-    (input "rgb", output "output_0"), loadable with `tf.saved_model.load`.
+    (input "rgb", output "output_0"), loadable with `tf.saved_model.load`. Needs TensorFlow
+    (the `tf` extra); without it, --format=all writes the StableHLO files alone.
 
 This module imports only jax, numpy and the standard library at the top, so that
 `load_stablehlo` works in a process that has no colorjax model code loaded.
@@ -95,8 +96,7 @@ def load_stablehlo(path: str) -> Callable[[np.ndarray], jax.Array]:
 def export_savedmodel(colorizer: Any, out_dir: str) -> str:
   """Writes a TF SavedModel of the serving function (jax2tf) to `<out_dir>/savedmodel`."""
   from colorjax import tf_utils  # pylint: disable=g-import-not-at-top
-  tf_utils.hide_tf_from_accelerators()
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf = tf_utils.import_tensorflow("the SavedModel export")  # The `tf` extra; off the GPUs.
   from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
 
   tf_fn = jax2tf.convert(serving_function(colorizer), with_gradient=False,
@@ -117,15 +117,21 @@ def _write_atomic(path: str, data: bytes) -> None:
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+  from colorjax import cli  # pylint: disable=g-import-not-at-top
   parser = argparse.ArgumentParser(prog="python -m colorjax.export",
-                                   description="Export a trained colorjax model for serving.")
-  parser.add_argument("--workdir", required=True, help="training workdir (config + checkpoints)")
-  parser.add_argument("--format", choices=("stablehlo", "savedmodel", "all"), default="all")
-  parser.add_argument("--out", default=None, help="output folder (default: <workdir>/export)")
+                                   description="Export a trained colorjax model for serving.",
+                                   formatter_class=cli.HelpFormatter)
+  parser.add_argument("--workdir", required=True,
+                      help="training workdir (config.json + checkpoints/)")
+  parser.add_argument("--format", choices=("stablehlo", "savedmodel", "all"), default="all",
+                      help="stablehlo: jax.export module (runs with jax alone); savedmodel: TF "
+                           "SavedModel via jax2tf (needs TensorFlow); all: both")
+  parser.add_argument("--out", default=None, help="output folder (None: <workdir>/export)")
   parser.add_argument("--size", type=int, default=None,
                       help="render size: the square side the model runs at (default: training "
                            "size); input images may have any size")
-  parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+  parser.add_argument("--step", type=int, default=None,
+                      help="checkpoint step (None: the latest that loads)")
   parser.add_argument("--platforms", default="cpu,cuda",
                       help="comma-separated StableHLO platforms, e.g. cpu,cuda")
   return parser.parse_args(argv)
@@ -133,7 +139,18 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
   args = parse_args(sys.argv[1:] if argv is None else argv)
-  from colorjax import checkpointing, inference  # pylint: disable=g-import-not-at-top
+  from colorjax import console  # pylint: disable=g-import-not-at-top
+  console.quiet_libraries()  # Before TensorFlow or Orbax load.
+  from colorjax import checkpointing, inference, tf_utils  # pylint: disable=g-import-not-at-top
+  savedmodel = args.format in ("savedmodel", "all")
+  if savedmodel and not tf_utils.tensorflow_available():
+    # Without TF (the core install), --format=all is the StableHLO module alone.
+    message = f"the SavedModel export needs TensorFlow: {tf_utils.INSTALL_HINT}"
+    if args.format == "savedmodel":
+      print(f"error: {message}", file=sys.stderr)
+      return 2
+    print(f"note: SavedModel skipped; {message}", file=sys.stderr)
+    savedmodel = False
   try:
     colorizer = inference.Colorizer.from_workdir(args.workdir, args.step, args.size)
   except (FileNotFoundError, checkpointing.CheckpointError) as e:
@@ -143,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   if args.format in ("stablehlo", "all"):
     export_stablehlo(colorizer, out, args.platforms.split(","))
     print(f"wrote {os.path.join(out, STABLEHLO_FILE)} and {SIGNATURE_FILE}")
-  if args.format in ("savedmodel", "all"):
+  if savedmodel:
     print(f"wrote {export_savedmodel(colorizer, out)}")
   return 0
 

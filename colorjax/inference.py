@@ -121,9 +121,19 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.load(f))
 
 
+WEIGHTS = ("averaged", "raw")
+
+
 def restore_inference_variables(config: ml_collections.ConfigDict, parts: Any, workdir: str,
-                                step: int | None) -> tuple[PyTree, int]:
-  """({"params": EMA params, "batch_stats": ...}, step) from the workdir's Orbax checkpoint."""
+                                step: int | None,
+                                weights: str = "averaged") -> tuple[PyTree, int]:
+  """(the generator's {"params", "batch_stats"}, step) from the workdir's checkpoint.
+
+  `weights`: "averaged" (the moving average every command uses) or "raw" (the generator's
+  own last weights, for comparison).
+  """
+  if weights not in WEIGHTS:
+    raise ValueError(f"weights={weights!r}; valid: {', '.join(WEIGHTS)}")
   from colorjax import checkpointing  # pylint: disable=g-import-not-at-top
   from colorjax import train  # pylint: disable=g-import-not-at-top
   mesh = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
@@ -137,16 +147,15 @@ def restore_inference_variables(config: ml_collections.ConfigDict, parts: Any, w
           f"no checkpoint{'' if step is None else f' at step {step}'} in "
           f"{os.path.join(workdir, 'checkpoints')} (have: {available})")
     abstract = checkpointing.abstract_with_shardings(abstract_state, shardings)
-    try:
-      state = checkpointing.restore(manager, chosen, abstract, None)
-    except ValueError as e:
-      raise ValueError(
-          f"the checkpoint at step {chosen} in {workdir} does not fit the model that its "
-          "config.json builds (was the model code changed after training?)") from e
+    # The newest step that loads: a damaged one is skipped with a warning and left in place
+    # (readers never modify the workdir); a changed model gets the differing keys listed.
+    state, chosen = checkpointing.restore_newest_loadable(manager, abstract, step=step)
   finally:
     manager.close()
   # Keep only what inference reads; the optimizer states and the discriminator are dropped.
-  return {"params": state.ema_params, "batch_stats": state.g.batch_stats}, int(chosen)
+  if weights == "raw":
+    return {"params": state.g.params, "batch_stats": state.g.batch_stats}, int(chosen)
+  return state.ema, int(chosen)
 
 
 # ------------------------------------------------------------------------------------------
@@ -178,7 +187,8 @@ class Colorizer:
 
   @classmethod
   def from_workdir(cls, workdir: str, step: int | None = None,
-                   render_size: int | None = None, batch_size: int = 8) -> "Colorizer":
+                   render_size: int | None = None, batch_size: int = 8,
+                   weights: str = "averaged") -> "Colorizer":
     """Rebuilds the generator from `<workdir>/config.json` and restores its EMA weights.
 
     Args:
@@ -186,14 +196,14 @@ class Colorizer:
       step: the checkpoint step; None for the latest.
       render_size: the side of the square the model runs at; None for the training size.
       batch_size: the most images one model call takes in `colorize_batch`.
+      weights: "averaged" (the generator's moving average) or "raw" (its last weights).
     """
-    from colorjax import tf_utils  # pylint: disable=g-import-not-at-top
-    # The trainer's modules import TensorFlow (TFDS, clu): keep it off JAX's accelerators.
-    tf_utils.hide_tf_from_accelerators()
+    # The trainer imports no TensorFlow (event files via colorjax.summaries, TFDS only when a
+    # TFDS dataset is read): a model loads where TF is not installed, and fast where it is.
     from colorjax import train  # pylint: disable=g-import-not-at-top
     config = load_config(workdir)
     parts = train.make_step_parts(config)
-    variables, step = restore_inference_variables(config, parts, workdir, step)
+    variables, step = restore_inference_variables(config, parts, workdir, step, weights)
     return cls(config, parts.generator, parts.decode, variables, step, render_size, batch_size)
 
   def predict_ab(self, l_norm: np.ndarray) -> np.ndarray:

@@ -195,6 +195,53 @@ def auc_ab(pred_ab: jnp.ndarray, true_ab: jnp.ndarray,
   return jnp.sum(weights * area, axis=(1, 2)) / jnp.sum(weights, axis=(1, 2))
 
 
+def _second_differences(x: jnp.ndarray) -> jnp.ndarray:
+  """Period-2 detectors on the interior of (B, H, W, C): the horizontal and vertical second
+  differences and the 2x2 checker difference, stacked on a new last axis, (B, H-2, W-2, C, 3).
+
+  Each is zero on any locally linear ramp, so smooth colour gradients do not count, and each
+  responds with 4x the amplitude of a pattern alternating every pixel along its direction(s),
+  the footprint of a stride-2 transposed convolution (Odena et al. 2016, "Deconvolution and
+  checkerboard artifacts").
+  """
+  c = x[:, 1:-1, 1:-1]
+  dxx = x[:, 1:-1, :-2] - 2 * c + x[:, 1:-1, 2:]
+  dyy = x[:, :-2, 1:-1] - 2 * c + x[:, 2:, 1:-1]
+  dxy = c - x[:, 1:-1, 2:] - x[:, 2:, 1:-1] + x[:, 2:, 2:]
+  return jnp.stack([dxx, dyy, dxy], axis=-1)
+
+
+def flat_mask(l: jnp.ndarray, max_step: float = 4.0, visible: tuple[float, float] = (15.0, 90.0)
+              ) -> jnp.ndarray:
+  """(B, H-2, W-2) interior pixels whose 3x3 neighbourhood in L (Lab units, (B, H, W, 1)) varies
+  by at most `max_step`: sky, walls, studio backgrounds, where true colour barely changes.
+
+  Only lightness within `visible` counts: near black and near white any ab renders as (almost)
+  the same colour, so what a model predicts there is neither seen nor trained.
+  """
+  l = l[..., 0].astype(jnp.float32)
+  h, w = l.shape[1], l.shape[2]
+  windows = jnp.stack([l[:, i:h - 2 + i, j:w - 2 + j] for i in range(3) for j in range(3)])
+  centre = l[:, 1:-1, 1:-1]
+  return (((jnp.max(windows, axis=0) - jnp.min(windows, axis=0)) <= max_step)
+          & (centre >= visible[0]) & (centre <= visible[1]))
+
+
+def checkerboard(ab: jnp.ndarray, l: jnp.ndarray, max_step: float = 4.0) -> jnp.ndarray:
+  """RMS period-2 ab energy (Lab units) over the flat regions of L, per image: (B,).
+
+  ab: (B, H, W, 2) in Lab units; l: (B, H, W, 1) in [0, 100], both at the model's resolution
+  (upsampling spreads the pattern beyond period 2). Where L is flat the true ab is smooth too
+  (the scikit-image photos at 64 px: 2-3 Lab units), so energy there is an artifact; an
+  untrained pix2pix U-Net scores 25-60, trained ones 4-10 (docs/quality.md). Images with no flat
+  pixel score 0.
+  """
+  energy = jnp.sum(jnp.square(_second_differences(ab.astype(jnp.float32))), axis=(-2, -1))
+  mask = flat_mask(l, max_step).astype(jnp.float32)
+  return jnp.sqrt(jnp.sum(energy * mask, axis=(1, 2)) / jnp.maximum(jnp.sum(mask, axis=(1, 2)),
+                                                                      1.0))
+
+
 def _score(prefix: str, l_norm: jnp.ndarray, ab_norm: jnp.ndarray, true_rgb: jnp.ndarray,
            true_ab: jnp.ndarray, true_cf: jnp.ndarray,
            weights: jnp.ndarray | None) -> dict[str, jnp.ndarray]:
@@ -210,6 +257,7 @@ def _score(prefix: str, l_norm: jnp.ndarray, ab_norm: jnp.ndarray, true_rgb: jnp
       "colorfulness_bias": pred_cf - true_cf,
       "ab_error": ab_error(pred_ab, true_ab),
       "auc": auc_ab(pred_ab, true_ab),
+      "checkerboard": checkerboard(pred_ab, lab.denormalize_l(l_norm)),
   }
   if weights is not None:
     out["auc_rebalanced"] = auc_ab(pred_ab, true_ab, pixel_weights=weights)

@@ -204,9 +204,9 @@ def _write_tfds(
     description: str, progress: bool,
 ) -> None:
   """Writes the non-empty splits as an ArrayRecord TFDS dataset (with labels if `classes`)."""
-  import tensorflow as tf  # Imported late: decoding workers never need it.
-  tf.config.set_visible_devices([], "GPU")
-  import tensorflow_datasets as tfds
+  from colorjax import tf_utils  # Imported late: decoding workers never need TF.
+  tf_utils.import_tensorflow("colorjax.prepare (writing a TFDS dataset)")  # TFDS writes with TF.
+  tfds = tf_utils.import_tfds("colorjax.prepare (writing a TFDS dataset)")
 
   tfds.disable_progress_bar()  # Our own tqdm bars below say the same, once.
   features = tfds.features.FeaturesDict({
@@ -419,14 +419,18 @@ def prepare(
 
 
 def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
+  from colorjax import cli  # pylint: disable=g-import-not-at-top
   parser = argparse.ArgumentParser(
       prog="python -m colorjax.prepare",
-      description="Turn a folder of photos into a TFDS (ArrayRecord) dataset.")
+      description="Turn a folder of photos into a TFDS (ArrayRecord) dataset.",
+      formatter_class=cli.HelpFormatter)
   parser.add_argument("--src", required=True, help="folder of photos (searched recursively)")
   parser.add_argument("--name", required=True, help="dataset name, snake_case")
   parser.add_argument("--data_dir", required=True, help="TFDS data dir to write into")
   parser.add_argument("--max_side", type=int, default=512, help="longer side of stored images")
-  parser.add_argument("--validation_percent", type=float, default=5.0)
+  parser.add_argument("--validation_percent", type=float, default=5.0,
+                      help="share of photos held out for eval, by a hash of each path (a "
+                           "folder with train/ and test/ or val/ is split by those instead)")
   parser.add_argument("--min_side", type=int, default=images.DEFAULT_MIN_SIDE,
                       help="skip images whose shorter side is below this")
   parser.add_argument("--workers", type=int, default=2, help="decoding processes")
@@ -439,6 +443,11 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
   args = _parse_args(sys.argv[1:] if argv is None else argv)
+  from colorjax import tf_utils  # pylint: disable=g-import-not-at-top
+  if not tf_utils.tensorflow_available():  # Say so now, not after decoding every photo.
+    print(f"error: colorjax.prepare needs TensorFlow and TFDS, which the core install leaves "
+          f"out: {tf_utils.INSTALL_HINT}", file=sys.stderr)
+    return 2
   try:
     prepare(args.src, args.name, args.data_dir, max_side=args.max_side,
             validation_percent=args.validation_percent, min_side=args.min_side,

@@ -34,7 +34,9 @@ class TrainState:
   step: jax.Array
   g: NetState
   d: NetState | None  # None for objectives without a discriminator.
-  ema_params: PyTree  # Exponential moving average of the generator's params.
+  # Moving average of the generator's variables, {"params", "batch_stats"}: what eval,
+  # colorize, serve, export and compare use (see `update_ema`).
+  ema: PyTree
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +92,12 @@ def init_state(parts: StepParts, rng: jax.Array, image_shape: tuple[int, ...]) -
   ab = jnp.zeros(image_shape[:-1] + (2,), jnp.float32)
   g = _init_net(parts.generator, parts.g_tx, g_rng, l)
   d = _init_net(parts.discriminator, parts.d_tx, d_rng, l, ab) if parts.discriminator else None
-  return TrainState(step=jnp.zeros((), jnp.int32), g=g, d=d, ema_params=g.params)
+  return TrainState(step=jnp.zeros((), jnp.int32), g=g, d=d, ema=generator_variables(g))
+
+
+def generator_variables(g: NetState) -> PyTree:
+  """The variables `parts.generator.apply` takes: {"params", "batch_stats"}."""
+  return {"params": g.params, "batch_stats": g.batch_stats}
 
 
 # ------------------------------------------------------------------------------------------
@@ -219,10 +226,34 @@ def train_discriminator(parts: StepParts, state: TrainState, l: jax.Array, real_
   return jax.lax.fori_loop(1, parts.loss.n_critic, body, (d, terms))
 
 
-def _ema(decay: float, ema: PyTree, params: PyTree) -> PyTree:
+def ema_decay_at(decay: float, num_updates: jax.Array) -> jax.Array:
+  """The averaging decay after `num_updates` updates: min(decay, (1 + t) / (10 + t)).
+
+  A fixed decay of 0.999 leaves 0.999^600 = 55% of the *initial* weights in the average after
+  600 steps (and their checkerboard, from the untrained transposed convolutions). Adam-style
+  debiasing removes the initialisation but still weighs every early, poor step equally with
+  the late ones. The warm-up decay of TensorFlow's `ExponentialMovingAverage(num_updates=...)`
+  averages over a window that grows with the run (about t / 10 steps) until it reaches
+  1 / (1 - decay): at any run length the average is of recent weights, never the initialisation.
+  """
+  t = jnp.asarray(num_updates, jnp.float32)
+  return jnp.minimum(jnp.float32(decay), (1.0 + t) / (10.0 + t))
+
+
+def update_ema(decay: float, num_updates: jax.Array, ema: PyTree, variables: PyTree) -> PyTree:
+  """Moves the averaged generator variables towards the current ones.
+
+  The BatchNorm running statistics are averaged with the same decay as the weights, as
+  TensorFlow's `ExponentialMovingAverage` over all model variables and timm's `ModelEmaV2` do:
+  the statistics then describe the same window of training as the averaged weights. The raw
+  generator's own statistics follow the raw weights over the last ~10 steps (momentum 0.9), a
+  different network from the average; recomputing them with a forward pass over training data
+  (Izmailov et al. 2018, SWA) would cost a pass per eval for no measured gain here.
+  """
   if decay <= 0:
-    return params
-  return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
+    return variables
+  step_size = 1.0 - ema_decay_at(decay, num_updates)
+  return optax.incremental_update(variables, ema, step_size)
 
 
 def train_step(parts: StepParts, base_rng: jax.Array, state: TrainState,
@@ -252,23 +283,29 @@ def train_step(parts: StepParts, base_rng: jax.Array, state: TrainState,
   metrics.update(g_terms, g_grad_norm=optax.tree.norm(g_grads),
                  g_param_norm=optax.tree.norm(g.params))
   new_state = TrainState(step=state.step + 1, g=g, d=d,
-                         ema_params=_ema(parts.ema_decay, state.ema_params, g.params))
+                         ema=update_ema(parts.ema_decay, state.step + 1, state.ema,
+                                        generator_variables(g)))
   return new_state, metrics
 
 
 # ------------------------------------------------------------------------------------------
 # Evaluation.
 # ------------------------------------------------------------------------------------------
-def predict_ab(parts: StepParts, state: TrainState, l: jax.Array) -> jax.Array:
-  """Normalised ab from the EMA generator in inference mode."""
-  out = parts.generator.apply({"params": state.ema_params, "batch_stats": state.g.batch_stats},
-                              l, train=False)
-  return parts.decode(out)
+def predict_ab(parts: StepParts, variables: PyTree, l: jax.Array) -> jax.Array:
+  """Normalised ab from the generator with `variables` ({"params", "batch_stats"}) in
+  inference mode."""
+  return parts.decode(parts.generator.apply(variables, l, train=False))
 
 
-def eval_step(parts: StepParts, state: TrainState, rgb: jax.Array) -> dict[str, jax.Array]:
-  """Per-image metrics (B,) of the model and of the gray baseline, plus the predictions."""
+def eval_step(parts: StepParts, state: TrainState,
+              rgb: jax.Array) -> tuple[dict[str, jax.Array], jax.Array, jax.Array]:
+  """Per-image metrics (B,) of the averaged generator, of the raw generator (keys prefixed
+  `raw_`) and of the gray baseline (`gray_`), plus both generators' RGB predictions."""
   l, true_ab = lab.uint8_to_model_inputs(rgb)
-  pred_ab = predict_ab(parts, state, l)
-  per_image = metrics_lib.image_metrics(l, pred_ab, true_ab, pixel_weights=parts.pixel_weights)
-  return per_image, lab.model_outputs_to_rgb(l, pred_ab)
+  ema_ab = predict_ab(parts, state.ema, l)
+  raw_ab = predict_ab(parts, generator_variables(state.g), l)
+  per_image = metrics_lib.image_metrics(l, ema_ab, true_ab, pixel_weights=parts.pixel_weights)
+  raw = metrics_lib.image_metrics(l, raw_ab, true_ab, pixel_weights=parts.pixel_weights)
+  per_image.update({f"raw_{k}": v for k, v in raw.items()
+                    if not k.startswith("gray_") and k != "true_colorfulness"})
+  return per_image, lab.model_outputs_to_rgb(l, ema_ab), lab.model_outputs_to_rgb(l, raw_ab)

@@ -16,8 +16,6 @@ import time
 from typing import Any, Iterator
 
 from absl import logging
-from clu import metric_writers
-from clu import periodic_actions
 import jax
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
@@ -27,6 +25,7 @@ import numpy as np
 
 from colorjax import checkpointing
 from colorjax import classification
+from colorjax import console
 from colorjax import distributed
 from colorjax import fid
 from colorjax import models
@@ -34,7 +33,9 @@ from colorjax import objectives
 from colorjax import optim
 from colorjax import prior as prior_lib
 from colorjax import steps
+from colorjax import summaries  # TensorBoard files without TF (clu's writers import it).
 from colorjax import visualize
+from colorjax import workdir_lock
 from colorjax.color import lab
 from colorjax.color import quantize
 from colorjax.data import pipeline
@@ -198,14 +199,14 @@ class _StopRequest:
 
 
 @contextlib.contextmanager
-def _saves_finished(manager: Any) -> Iterator[None]:
+def _saves_finished(manager: Any, abstract_state: Any) -> Iterator[None]:
   """Waits for in-flight async saves when the loop ends, by an error too (a non-finite loss):
   the last good checkpoint is then complete, not a temporary directory, when the error surfaces.
   """
   try:
     yield
   finally:
-    manager.wait_until_finished()
+    checkpointing.wait_until_finished(manager, abstract_state)  # A full disk: DiskFullError.
 
 
 def _flat_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -232,13 +233,23 @@ def _write_config_json(config: ml_collections.ConfigDict, workdir: str) -> None:
 # Training.
 # ------------------------------------------------------------------------------------------
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps.TrainState:
-  """Trains (resuming from `workdir` if it holds checkpoints) and evaluates on schedule."""
+  """Trains (resuming from `workdir` if it holds checkpoints) and evaluates on schedule.
+
+  Holds `<workdir>/train.lock` throughout: a second trainer on the workdir fails at once.
+  """
+  validate_config(config)
+  os.makedirs(workdir, exist_ok=True)
+  with workdir_lock.hold(workdir, enabled=jax.process_index() == 0):
+    return _train_and_evaluate(config, workdir)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps.TrainState:
   # --- Setup.
   validate_config(config)
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
     _write_config_json(config, workdir)
-  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  writer = summaries.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   writer.write_hparams(_flat_hparams(config))
 
   # --- Mesh: every device of every process on one `data` axis.
@@ -266,7 +277,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps
   manager = checkpointing.make_manager(workdir, config.max_checkpoints_to_keep)
   if manager.latest_step() is not None:
     abstract = checkpointing.abstract_with_shardings(abstract_state, state_shardings)
-    state = checkpointing.restore(manager, manager.latest_step(), abstract, train_iter)
+    # Damaged newest steps are skipped (and moved to checkpoints_damaged/) with a warning.
+    state, _ = checkpointing.restore_newest_loadable(manager, abstract, train_iter,
+                                                     move_damaged=True)
     logging.info("resumed from step %d in %s", int(state.step), workdir)
   else:
     state = jax.jit(init, out_shardings=state_shardings)(init_rng)
@@ -274,18 +287,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps
 
   # --- Loop.
   g_schedule, d_schedule = optim.make_schedules(config)
-  report_progress = periodic_actions.ReportProgress(num_train_steps=config.num_train_steps,
+  report_progress = summaries.ReportProgress(num_train_steps=config.num_train_steps,
                                                     writer=writer, every_secs=30)
   history, window_start, window_time = [], first_step, time.perf_counter()
   step = first_step
-  with _StopRequest(jax.process_count() > 1) as stop, _saves_finished(manager), \
-       metric_writers.ensure_flushes(writer):
+  with _StopRequest(jax.process_count() > 1) as stop, _saves_finished(manager, abstract_state), \
+       summaries.ensure_flushes(writer), \
+       console.TrainProgress(first_step, config.num_train_steps, config.batch_size,
+                             enabled=jax.process_index() == 0) as progress:
     while step < config.num_train_steps:
       batch = pipeline.to_global_batch(next(train_iter), batch_sharding)
       state, metrics = train_step(state, batch)
       step += 1
       history.append(metrics)
       report_progress(step, time.time())
+      progress.step_done(step, metrics)  # The console line; TensorBoard gets the scalars below.
 
       if step % config.log_every_steps == 0 or step == config.num_train_steps:
         summary = summarize_metrics(history, window_start)
@@ -295,6 +311,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps
         if parts.discriminator is not None:
           summary["d_learning_rate"] = float(d_schedule(step - 1))
         writer.write_scalars(step, summary)
+        progress.losses(summary)
         history, window_start, window_time = [], step, time.perf_counter()
 
       stop_now = stop.should_stop(manager, step)
@@ -303,14 +320,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps
           summarize_metrics(history, window_start)
         checkpointing.save(manager, step, state, train_iter)
       # A stopping run skips eval: the grace period before SIGKILL is for the checkpoint.
+      last = step == config.num_train_steps  # A run always ends with samples and an eval.
       if not stop_now and (step % config.sample_every_steps == 0 or
-                           step % config.eval_every_steps == 0):
+                           step % config.eval_every_steps == 0 or last):
         eval_start = time.perf_counter()
-        evaluate(config, workdir, parts, state, mesh, writer, step,
-                 with_metrics=step % config.eval_every_steps == 0)
+        progress.evaluated(step, evaluate(config, workdir, parts, state, mesh, writer, step,
+                                          with_metrics=step % config.eval_every_steps == 0 or last))
         window_time += time.perf_counter() - eval_start  # images/s counts training only.
       if stop_now:
-        manager.wait_until_finished()  # Say "saved" only once the checkpoint is complete.
+        # Say "saved" only once the checkpoint is complete.
+        checkpointing.wait_until_finished(manager, abstract_state)
         logging.warning("%s received: saved a checkpoint at step %d in %s; rerun the same "
                         "command to resume", stop.signal_name or "SIGTERM (preemption)", step,
                         workdir)
@@ -325,7 +344,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps
 # ------------------------------------------------------------------------------------------
 def _eval_batches(config: ml_collections.ConfigDict,
                   sharding: NamedSharding) -> tuple[Iterator[tuple[jax.Array, jax.Array]], int]:
-  """Global (images, mask) batches; every process yields the same number of them."""
+  """(global (images, mask) batches, number of images); every process yields the same number
+  of batches."""
   dataset, num_images = pipeline.create_eval_dataset(config)
   local_size = pipeline.local_batch_size(config.eval.batch_size)
   per_process = math.ceil(num_images / jax.process_count())
@@ -339,7 +359,7 @@ def _eval_batches(config: ml_collections.ConfigDict,
       images, mask = pipeline.pad_batch(next(local, empty)["image"], local_size)
       yield (pipeline.to_global_batch(images, sharding),
              pipeline.to_global_batch(mask, sharding))
-  return batches(), num_batches
+  return batches(), num_images
 
 
 _EVAL_STEPS: dict[tuple[int, Any], tuple[steps.StepParts, Any]] = {}
@@ -350,36 +370,38 @@ def _jitted_eval_step(parts: steps.StepParts, batch_sharding: NamedSharding):
   key = (id(parts), batch_sharding)
   if key not in _EVAL_STEPS:
     _EVAL_STEPS[key] = (parts, jax.jit(functools.partial(steps.eval_step, parts),
-                                       out_shardings=(batch_sharding, batch_sharding)))
+                                       out_shardings=(batch_sharding,) * 3))
   return _EVAL_STEPS[key][1]
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str, parts: steps.StepParts,
              state: steps.TrainState, mesh: jax.sharding.Mesh,
-             writer: metric_writers.MetricWriter, step: int,
+             writer: summaries.MetricWriter, step: int,
              with_metrics: bool = True) -> dict[str, float]:
-  """Scores the eval split (model and gray baseline), writes JSON, scalars and a sample grid."""
+  """Scores the eval split (averaged generator, raw generator and gray baseline), writes JSON,
+  scalars and a sample grid of images drawn evenly from across the split."""
   _, batch_sharding = _shardings(mesh)
   eval_step = _jitted_eval_step(parts, batch_sharding)
-  sums, count, grid = {}, 0, None
+  sums, count = {}, 0
   fid_scores = FidScores(config.eval.fid_weights) if with_metrics and config.eval.fid_weights \
       else None
-  batches, _ = _eval_batches(config, batch_sharding)
+  batches, num_images = _eval_batches(config, batch_sharding)
+  samples = _SampleRows(num_images, config.eval.num_samples)
   for images, mask in batches:
-    per_image, pred_rgb = eval_step(state, images)
-    if grid is None:
-      grid = _sample_grid(images, pred_rgb, mask, config.eval.num_samples)
-      if not with_metrics:
-        break
+    per_image, ema_rgb, raw_rgb = eval_step(state, images)
+    samples.add(*multihost_utils.process_allgather((images, ema_rgb, raw_rgb, mask), tiled=True))
+    if not with_metrics:
+      continue
     per_image, mask = multihost_utils.process_allgather((per_image, mask), tiled=True)
     for key, values in per_image.items():
       sums[key] = sums.get(key, 0.0) + float(np.sum(values[mask], dtype=np.float64))
     count += int(mask.sum())
     if fid_scores is not None:
-      fid_scores.update(*multihost_utils.process_allgather((images, pred_rgb), tiled=True), mask)
-  if jax.process_index() == 0 and grid is not None:
+      fid_scores.update(*multihost_utils.process_allgather((images, ema_rgb), tiled=True), mask)
+  if jax.process_index() == 0 and samples.rows:
+    grid = samples.grid(scale=max(1, 128 // config.data.image_size))
     visualize.save_png(os.path.join(workdir, "samples", f"step_{step:08d}.png"), grid)
-    writer.write_images(step, {"samples/l_prediction_truth": grid[None]})
+    writer.write_images(step, {"samples/gray_averaged_raw_truth": grid[None]})
   if not with_metrics:
     return {}
   results = {k: v / max(count, 1) for k, v in sorted(sums.items())}
@@ -393,14 +415,32 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, parts: steps.StepP
   return results
 
 
-def _sample_grid(images: jax.Array, pred_rgb: jax.Array, mask: jax.Array,
-                 num: int) -> np.ndarray:
-  """The first `num` real (unpadded) images: gray input | prediction | ground truth."""
-  images, pred_rgb, mask = multihost_utils.process_allgather((images, pred_rgb, mask),
-                                                             tiled=True)
-  images, pred_rgb = np.asarray(images)[mask][:num], np.asarray(pred_rgb)[mask][:num]
-  truth = images.astype(np.float32) / 255.0
-  return visualize.sample_grid(np.asarray(lab.gray_rgb(images)), pred_rgb, truth)
+class _SampleRows:
+  """Picks `num` images evenly spaced over an eval pass of `total` images (sorted folders and
+  TFDS splits often group by class: the first rows alone would all be airplanes)."""
+
+  def __init__(self, total: int, num: int):
+    self._wanted = set(np.unique(np.linspace(0, max(total - 1, 0), min(num, total))
+                                 .round().astype(int)).tolist())
+    self._seen = 0
+    self.rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+  def add(self, images: np.ndarray, ema_rgb: np.ndarray, raw_rgb: np.ndarray,
+          mask: np.ndarray) -> None:
+    images, ema_rgb, raw_rgb = (np.asarray(x)[np.asarray(mask)] for x in (images, ema_rgb,
+                                                                          raw_rgb))
+    for i in range(len(images)):
+      if self._seen + i in self._wanted:
+        self.rows.append((images[i], ema_rgb[i], raw_rgb[i]))
+    self._seen += len(images)
+
+  def grid(self, scale: int) -> np.ndarray:
+    """Labelled columns: gray input | averaged generator | raw generator | truth."""
+    images = np.stack([r[0] for r in self.rows])
+    columns = [np.asarray(lab.gray_rgb(images)), np.stack([r[1] for r in self.rows]),
+               np.stack([r[2] for r in self.rows]), images.astype(np.float32) / 255.0]
+    return visualize.sample_grid(*columns, scale=scale,
+                                 labels=("gray input", "averaged G", "raw G", "truth"))
 
 
 class FidScores:
@@ -430,10 +470,14 @@ class FidScores:
 
 def _write_eval_json(workdir: str, step: int, count: int, config: ml_collections.ConfigDict,
                      results: dict[str, float]) -> None:
-  model = {k: v for k, v in results.items() if not k.startswith("gray_")}
-  gray = {k[len("gray_"):]: v for k, v in results.items() if k.startswith("gray_")}
+  def section(prefix):
+    return {k[len(prefix):]: v for k, v in results.items() if k.startswith(prefix)}
+  model = {k: v for k, v in results.items() if not k.startswith(("gray_", "raw_"))}
+  # "model" is the averaged generator every consumer (colorize, serve, export) loads; the raw
+  # generator is reported beside it so that a poor average shows.
   record = {"step": step, "num_images": count, "dataset": config.data.name,
-            "image_size": config.data.image_size, "model": model, "gray_baseline": gray}
+            "image_size": config.data.image_size, "ema_decay": config.model.ema_decay,
+            "model": model, "raw_generator": section("raw_"), "gray_baseline": section("gray_")}
   path = os.path.join(workdir, "eval", f"step_{step:08d}.json")
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with open(path + ".tmp", "w") as f:
@@ -458,7 +502,9 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
                             f"{workdir}/checkpoints (have: {list(manager.all_steps())}); "
                             "train first with --mode=train")
   abstract = checkpointing.abstract_with_shardings(abstract_state, state_shardings)
-  state = checkpointing.restore(manager, step, abstract, None)
-  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
-  with metric_writers.ensure_flushes(writer):
+  # The latest step that loads (a damaged one is skipped, left in place); a given step exactly.
+  state, step = checkpointing.restore_newest_loadable(
+      manager, abstract, step=None if config.eval.step < 0 else step)
+  writer = summaries.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  with summaries.ensure_flushes(writer):
     return evaluate(config, workdir, parts, state, mesh, writer, step)

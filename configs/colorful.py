@@ -21,9 +21,9 @@ batch 32, 285 test images; docs/comparison.md) it scored PSNR 22.56 dB, AuC 0.87
 from colorjax import config_base
 
 
-def get_config():
+def get_config(variant: str = ""):
   config = config_base.get_zhang_cic_config()
   config.loss.l1_weight = 0.0
   config.loss.ce_weight = 1.0
   config.color.decode = "annealed_mean"
-  return config
+  return config_base.with_variant(config, variant)

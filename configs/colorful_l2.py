@@ -1,4 +1,4 @@
-"""Zhang's CIC network trained as a regressor with L2 on ab (seed 000's generator, no GAN).
+"""Zhang's CIC network trained as a regressor with L2 on ab (no GAN; Zhang et al. 2016).
 
 The same "zhang_cic" network as configs/colorful.py, but its tanh regression head is trained with
 the L2 loss on normalised ab (ab / 110): the baseline that the classification paper argues
@@ -13,8 +13,8 @@ trains at 24.6 images/s; benchmarks/README.md).
 from colorjax import config_base
 
 
-def get_config():
+def get_config(variant: str = ""):
   config = config_base.get_zhang_cic_config()
   config.loss.l1_weight = 0.0
   config.loss.l2_weight = 1.0
-  return config
+  return config_base.with_variant(config, variant)

@@ -1,7 +1,8 @@
-"""DCGAN objective (seed 000 "regular GAN"): U-Net + global DCGAN discriminator, + 100 * L1.
+"""DCGAN objective (the "regular GAN" of Fabbri & Islam 2017): U-Net + DCGAN discriminator + 100 L1.
 
 Non-saturating vanilla GAN loss; the discriminator scores the whole (L, ab) image with one logit
-(strided convs, BatchNorm, LeakyReLU, global pooling), as in seed 000 rather than pix2pix patches.
+(strided convs, BatchNorm, LeakyReLU, global pooling; Radford et al. 2016), as Fabbri & Islam
+2017 used it, rather than pix2pix's patches.
 
   python -m colorjax.main --config=configs/dcgan.py --workdir=runs/dcgan
 
@@ -12,10 +13,10 @@ trains at 13.9 images/s; benchmarks/README.md).
 from colorjax import config_base
 
 
-def get_config():
+def get_config(variant: str = ""):
   config = config_base.get_base_config()
   config.loss.gan = "vanilla"
   config.model.discriminator = "global"
   config.model.discriminator_kwargs = {"width": 64}
   config.loss.l1_weight = 100.0
-  return config
+  return config_base.with_variant(config, variant)

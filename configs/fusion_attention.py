@@ -1,4 +1,4 @@
-"""Global-local fusion with self-attention (seeds 001 and 003; Iizuka et al. 2016 + SAGAN).
+"""Global-local fusion with self-attention (Iizuka et al. 2016 + SAGAN, Zhang et al. 2019).
 
 Encoder -> a global branch (strided convs + dense) tiled and fused into the mid-level local
 features -> a SAGAN self-attention block -> decoder with upsampling -> tanh ab. Trained as a
@@ -30,11 +30,11 @@ images gave PSNR 23.75 dB and AuC 0.899 (gray: 23.95 dB, 0.898). Real runs train
 from colorjax import config_base
 
 
-def get_config():
+def get_config(variant: str = ""):
   config = config_base.get_base_config()
   config.model.generator = "fusion_attention"
   # num_classes > 0 adds the global branch's classifier (for loss.class_weight > 0).
   config.model.generator_kwargs = {"width": 64, "num_attention_blocks": 1, "num_classes": 0}
   config.loss.gan = "lsgan"
   config.loss.l1_weight = 100.0
-  return config
+  return config_base.with_variant(config, variant)

@@ -9,9 +9,9 @@ trains at 12.9 images/s; benchmarks/README.md).
 from colorjax import config_base
 
 
-def get_config():
+def get_config(variant: str = ""):
   config = config_base.get_base_config()
   config.loss.gan = "hinge"
   config.model.discriminator_kwargs = {"norm": "none", "spectral_norm": True}
   config.loss.l1_weight = 100.0
-  return config
+  return config_base.with_variant(config, variant)

@@ -1,7 +1,8 @@
 """Conditional LSGAN colorization: pix2pix U-Net + 70x70 PatchGAN, LSGAN + 100 * L1.
 
-Reproduces the LSGAN variant of seed 000's GAN comparison (Mao et al. 2017 losses on the pix2pix
-networks, Adam 2e-4, beta1 0.5). The default trains on the embedded scikit-image photos at 64 px,
+The LSGAN variant of Fabbri & Islam 2017's comparison of GAN objectives for colorization: the
+least-squares losses of Mao et al. 2017 on the pix2pix networks of Isola et al. 2017, Adam 2e-4,
+beta1 0.5. The default trains on the embedded scikit-image photos at 64 px,
 which needs no download:
 
   python -m colorjax.main --config=configs/lsgan.py --workdir=runs/lsgan
@@ -10,19 +11,17 @@ which needs no download:
 compile and evaluation included). runs/lsgan/samples/ then shows plausible, still muted colours
 on the six training photos, and runs/lsgan/eval/latest.json gives PSNR 20.2 dB against 18.9 for
 the gray baseline, AuC 0.858 against 0.845 (those same photos: a smoke test, not a benchmark).
-On CIFAR-10 JPEGs (a folder) at 32 px:
+On CIFAR-10 at 32 px (TFDS's cifar10, or --config.data.name=DIR for image folders; README.md,
+Data):
 
-  python -m colorjax.main --config=configs/lsgan.py --workdir=runs/lsgan_cifar \
-    --config.data.name=../shared/data/cifar10/train --config.data.image_size=32 \
-    --config.model.generator_kwargs.num_downs=5 --config.batch_size=64 \
-    --config.num_train_steps=20000
+  python -m colorjax.main --config=configs/lsgan.py:cifar --workdir=runs/lsgan_cifar
 """
 
 from colorjax import config_base
 
 
-def get_config():
+def get_config(variant: str = ""):
   config = config_base.get_base_config()
   config.loss.gan = "lsgan"
   config.loss.l1_weight = 100.0
-  return config
+  return config_base.with_variant(config, variant)

@@ -16,9 +16,9 @@ highest colourfulness of the six methods (21.5); the gray baseline scores PSNR 2
 from colorjax import config_base
 
 
-def get_config():
+def get_config(variant: str = ""):
   config = config_base.get_base_config()
   config.loss.gan = "vanilla"
   config.loss.l1_weight = 100.0
   config.optimizer.schedule = "linear_decay"
-  return config
+  return config_base.with_variant(config, variant)

@@ -14,10 +14,8 @@ colours); the gray baseline scores PSNR 24.49 dB, AuC 0.905, |delta CF| 30.9.
 from colorjax import config_base
 
 
-def get_config():
-  config = config_base.get_base_config()
-  config.model.discriminator = "none"
-  config.loss.gan = "none"
+def get_config(variant: str = ""):
+  config = config_base.get_unet_regression_config()
   config.loss.l1_weight = 1.0
   config.loss.l2_weight = 0.0
-  return config
+  return config_base.with_variant(config, variant)

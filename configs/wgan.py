@@ -1,8 +1,8 @@
-"""WGAN with weight clipping (Arjovsky et al. 2017), seed 000's WGAN variant, + 100 * L1.
+"""WGAN with weight clipping (Arjovsky et al. 2017), as Fabbri & Islam 2017 ran it, + 100 L1.
 
 Critic: PatchGAN (BatchNorm, as the WGAN paper's DCGAN critic), RMSProp 5e-5, 5 critic updates per
 generator update inside one jitted step, weights clipped to [-0.01, 0.01] after each update.
-(Seed 000's TF1 code had a broken WGAN path; here the critic loop runs in a lax.fori_loop.)
+(The critic loop runs inside the jitted step, in a lax.fori_loop.)
 
   python -m colorjax.main --config=configs/wgan.py --workdir=runs/wgan
 
@@ -13,7 +13,7 @@ step trains at 6.6 images/s, 5 critic updates per step; benchmarks/README.md).
 from colorjax import config_base
 
 
-def get_config():
+def get_config(variant: str = ""):
   config = config_base.get_base_config()
   config.loss.gan = "wgan"
   config.loss.n_critic = 5
@@ -21,4 +21,4 @@ def get_config():
   config.loss.l1_weight = 100.0
   config.optimizer.name = "rmsprop"
   config.optimizer.learning_rate = 5e-5
-  return config
+  return config_base.with_variant(config, variant)

@@ -16,7 +16,7 @@ baseline scores PSNR 24.49 dB, AuC 0.905, |delta CF| 30.9.
 from colorjax import config_base
 
 
-def get_config():
+def get_config(variant: str = ""):
   config = config_base.get_base_config()
   config.loss.gan = "wgan_gp"
   config.loss.n_critic = 5
@@ -26,4 +26,4 @@ def get_config():
   config.optimizer.learning_rate = 1e-4
   config.optimizer.b1 = 0.0
   config.optimizer.b2 = 0.9
-  return config
+  return config_base.with_variant(config, variant)

@@ -7,7 +7,6 @@ line, and the tiny nets add keys), their own device count through XLA_FLAGS, and
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 import socket
@@ -18,7 +17,7 @@ from typing import Any, Callable
 
 from conftest import REPO_ROOT
 
-# clu's logging writer prints every scalar of a step as `[<step>] name=value, ...`.
+# The trainer's logging writer prints a step's scalars as `[<step>] name=value, ...` (clu's format).
 _STEP_LINE = re.compile(r"\] \[(\d+)\] .*\bg_loss=")
 
 
@@ -51,7 +50,10 @@ class MainProcess:
   def __init__(self, args: list[str], env: dict[str, str], log_path: str):
     self.log_path = log_path
     self._log = open(log_path, "w")
-    self.popen = subprocess.Popen([sys.executable, "-m", "colorjax.main", *args], cwd=REPO_ROOT,
+    # --verbosity=0: the libraries' INFO logs too, which the tests read (the step's scalars,
+    # "resumed from step N"); a user's console shows only the progress lines without it.
+    self.popen = subprocess.Popen([sys.executable, "-m", "colorjax.main", "--verbosity=0", *args],
+                                  cwd=REPO_ROOT,
                                   env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
   def output(self) -> str:
@@ -105,17 +107,7 @@ def read_scalars(workdir: str) -> dict[str, dict[int, float]]:
   """{tag: {step: value}} over the event files in time order: a later value of a step wins.
 
   A process killed by SIGKILL can leave a truncated last record; what precedes it is kept.
+  Read without TensorFlow (colorjax.summaries), so these tests run in the core install too.
   """
-  import tensorflow as tf
-  scalars = {}
-  for path in sorted(glob.glob(os.path.join(workdir, "events.out.tfevents.*"))):
-    try:
-      for event in tf.compat.v1.train.summary_iterator(path):
-        for value in event.summary.value:
-          if value.HasField("tensor") and not value.tensor.string_val:
-            number = tf.make_ndarray(value.tensor)
-            if number.size == 1:
-              scalars.setdefault(value.tag, {})[event.step] = float(number)
-    except tf.errors.DataLossError:
-      pass
-  return scalars
+  from colorjax import summaries
+  return summaries.read_scalars(workdir)

@@ -62,3 +62,22 @@ def test_n_critic_updates_the_critic_n_times_per_generator_update(tmp_path):
     return {int(x) for x in jax.tree.leaves(opt_state) if np.ndim(x) == 0}
   assert adam_count(state.g.opt_state) == {2}
   assert adam_count(state.d.opt_state) == {2 * config.loss.n_critic}
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_config_has_each_variant(name):
+  from conftest import load_config
+  default, cifar, quick = (load_config(name, v) for v in ("", "cifar", "quick"))
+  assert cifar.data.image_size == 32 and cifar.eval_every_steps < cifar.num_train_steps
+  assert quick.data.image_size == 32 and quick.num_train_steps < default.num_train_steps
+  assert tiny_config(name).data.image_size == 16
+  # A variant changes the budget and data, never the method.
+  for config in (cifar, quick):
+    assert (config.loss.to_dict(), config.model.generator) == (default.loss.to_dict(),
+                                                                default.model.generator)
+
+
+def test_unknown_variant_lists_the_valid_ones():
+  from conftest import load_config
+  with pytest.raises(ValueError, match="'cifar', 'quick', 'tiny'"):
+    load_config("lsgan", "cifr")

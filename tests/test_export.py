@@ -66,7 +66,7 @@ def test_stablehlo_loads_without_colorjax_model_code(exported):
 
 
 def test_savedmodel_matches_live_model(exported):
-  import tensorflow as tf
+  tf = pytest.importorskip("tensorflow", reason="the SavedModel export needs TF (tf extra)")
   colorizer, out = exported
   images = photos(96, 144)
   serving = tf.saved_model.load(os.path.join(out, export.SAVEDMODEL_DIR))
@@ -74,3 +74,32 @@ def test_savedmodel_matches_live_model(exported):
   assert got.shape == images.shape
   for image, result in zip(images, got):
     assert np.abs(result.astype(int) - colorizer(image)).max() <= 1
+
+
+def readme_snippet(name: str) -> str:
+  """The README's python block after `<!-- snippet: NAME ... -->`: what a user copies."""
+  import re  # pylint: disable=g-import-not-at-top
+  with open(os.path.join(REPO_ROOT, "README.md")) as f:
+    match = re.search(rf"<!-- snippet: {name}\b.*?-->\n```python\n(.*?)```", f.read(), re.S)
+  assert match, f"README.md lost its {name} snippet"
+  return match.group(1)
+
+
+@pytest.mark.parametrize("name", ["stablehlo", "savedmodel"])
+def test_readme_snippet_runs_the_export_like_the_live_model(exported, name, tmp_path):
+  if name == "savedmodel":
+    pytest.importorskip("tensorflow", reason="the SavedModel export needs TF (tf extra)")
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  colorizer, out = exported
+  (tmp_path / "runs" / "lsgan").mkdir(parents=True)
+  os.symlink(out, tmp_path / "runs" / "lsgan" / "export")
+  Image.fromarray(skimage.data.coffee()[:150, :210]).save(tmp_path / "photo.jpg", quality=90)
+  # A process of its own, with only what the snippet imports: no colorjax.
+  result = subprocess.run([sys.executable, "-c", readme_snippet(name)], cwd=tmp_path,
+                          env=dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2"),
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  photo = np.asarray(Image.open(tmp_path / "photo.jpg"))
+  got = np.asarray(Image.open(tmp_path / "photo_color.png"))
+  assert got.shape == photo.shape
+  assert np.abs(got.astype(int) - colorizer(photo)).max() <= 1

@@ -184,7 +184,7 @@ def test_image_metrics_keys_shapes_and_baseline(photos):
   fn = jax.jit(lambda l, p, t: metrics.image_metrics(l, p, t, pixel_weights=weight_fn))
   out = {k: np.asarray(v) for k, v in fn(l_norm, pred_ab_norm, true_ab_norm).items()}
   base = ["psnr", "ssim", "colorfulness", "delta_colorfulness", "colorfulness_bias", "ab_error",
-          "auc", "auc_rebalanced"]
+          "auc", "auc_rebalanced", "checkerboard"]
   assert set(out) == {"true_colorfulness", *base, *("gray_" + k for k in base)}
   assert all(v.shape == (4,) for v in out.values())
   # The half-saturated prediction beats the gray baseline on every error measure.

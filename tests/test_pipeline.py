@@ -55,6 +55,7 @@ def photo_root(tmp_path_factory) -> pathlib.Path:
 @pytest.fixture(scope="module")
 def prepared(photo_root, tmp_path_factory) -> tuple[pathlib.Path, dict]:
   """The TFDS dataset `test_photos` of `photo_root`, stored unresized (max_side > every crop)."""
+  pytest.importorskip("tensorflow", reason="prepare writes TFDS datasets with TF (tf extra)")
   data_dir = tmp_path_factory.mktemp("tfds")
   summary = prepare.prepare(photo_root, "test_photos", data_dir, max_side=512,
                             validation_percent=VALIDATION_PERCENT, workers=1, progress=False)
@@ -185,6 +186,26 @@ def test_folder_source_on_cifar10():
   assert batch.std() > 10  # Photos, not blank images.
 
 
+def test_folder_with_train_and_test_subfolders_is_split_by_them(square_root, tmp_path,
+                                                               monkeypatch):
+  for split in ("train", "test"):
+    for group in ("group0", "group1"):
+      (tmp_path / "photos" / split / group).mkdir(parents=True)
+  squares = sorted(square_root.rglob("*.png"))
+  for k, path in enumerate(squares):
+    split = "test" if k % 3 == 0 else "train"  # Both groups in both splits.
+    target = tmp_path / "photos" / split / f"group{k % 2}" / path.name
+    target.write_bytes(path.read_bytes())
+  monkeypatch.setenv("HOME", str(tmp_path))
+  config = _config("~/photos")  # Expanded as a shell would.
+  train_source = sources.create_source(config.data, train=True)
+  eval_source = sources.create_source(config.data, train=False)
+  names = lambda s: {os.path.basename(s[i]["image"]) for i in range(len(s))}
+  assert names(eval_source) == {p.name for k, p in enumerate(squares) if k % 3 == 0}
+  assert names(train_source) == {p.name for k, p in enumerate(squares) if k % 3}
+  assert train_source.classes == eval_source.classes == ["group0", "group1"]
+
+
 # ------------------------------------------------------------------------------------------
 # Determinism and sharding.
 # ------------------------------------------------------------------------------------------
@@ -303,7 +324,9 @@ def test_eval_dataset_center_crops_num_images_and_partial_batch(prepared):
   assert num_images == 11
   assert [b.shape for b in batches] == [(8, SIZE, SIZE, 3), (3, SIZE, SIZE, 3)]
   source = sources.create_source(config.data, train=False)
-  expected = np.stack([pipeline.center_crop(source[i]["image"], SIZE) for i in range(11)])
+  stride = len(source) // 11  # Evenly spaced over the split, not its first 11 (one class).
+  expected = np.stack([pipeline.center_crop(source[stride * i]["image"], SIZE)
+                       for i in range(11)])
   np.testing.assert_array_equal(np.concatenate(batches), expected)
   # Twice the same: no randomness in evaluation.
   np.testing.assert_array_equal(np.concatenate(_images(dataset)), expected)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 import pytest
@@ -36,8 +37,9 @@ def test_train_writes_checkpoints_events_samples_and_eval(tmp_path, tiny_lsgan_c
   assert os.path.isdir(os.path.join(workdir, "checkpoints", "2"))
   grids = glob.glob(os.path.join(workdir, "samples", "step_*.png"))
   assert grids
-  # One row per real eval image (6) of 16 px with 2 px padding; 3 columns.
-  assert np.asarray(Image.open(grids[0])).shape == (6 * 18 + 2, 3 * 18 + 2, 3)
+  # One row per real eval image (6) of 16 px enlarged 8x with 2 px padding, under a 14 px
+  # label row; 4 columns: gray input | averaged G | raw G | truth.
+  assert np.asarray(Image.open(grids[0])).shape == (14 + 6 * 130 + 2, 4 * 130 + 2, 3)
   scalars = read_scalars(workdir)
   for tag in ("g_loss", "g_l1", "g_gan", "d_loss", "d_gan", "g_grad_norm", "d_grad_norm",
               "images_per_sec", "g_learning_rate", "eval/psnr", "eval/gray_psnr"):
@@ -46,6 +48,7 @@ def test_train_writes_checkpoints_events_samples_and_eval(tmp_path, tiny_lsgan_c
   assert record["step"] == 2 and record["num_images"] == 6
   for key in ("psnr", "ssim", "ab_error", "colorfulness"):
     assert np.isfinite(record["model"][key]) and np.isfinite(record["gray_baseline"][key])
+    assert np.isfinite(record["raw_generator"][key])  # Reported beside the averaged weights.
 
 
 def _run_step_on(devices, config, batch):
@@ -144,6 +147,7 @@ def test_unknown_generator_lists_valid_names(tiny_lsgan_config):
 
 
 def test_missing_tfds_dataset_names_dataset_dir_and_folder_option(tmp_path, tiny_lsgan_config):
+  pytest.importorskip("tensorflow_datasets", reason="the message is TFDS's (tfds extra)")
   with tiny_lsgan_config.unlocked():
     tiny_lsgan_config.data.name = "cifar10"
     tiny_lsgan_config.data.data_dir = str(tmp_path)
@@ -151,3 +155,16 @@ def test_missing_tfds_dataset_names_dataset_dir_and_folder_option(tmp_path, tiny
     train.train_and_evaluate(tiny_lsgan_config, str(tmp_path / "w"))
   message = str(error.value)
   assert "cifar10" in message and str(tmp_path) in message and "folder" in message
+
+
+def test_averaged_weights_forget_the_initialisation_at_any_run_length():
+  """A fixed decay of 0.999 keeps 0.999^600 = 55% of the initial weights after 600 steps; the
+  warm-up decay keeps well under 1% of them after a few hundred steps, and still averages."""
+  for num_steps in (10, 100, 600, 5000):
+    ema, params = {"w": jnp.zeros(())}, {"w": jnp.ones(())}  # Init 0, trained weights 1.
+    for t in range(1, num_steps + 1):
+      ema = steps.update_ema(0.999, jnp.asarray(t), ema, params)
+    initial_share = 1.0 - float(ema["w"])
+    assert initial_share < (0.35 if num_steps == 10 else 0.01), (num_steps, initial_share)
+  assert float(steps.ema_decay_at(0.999, jnp.asarray(100000))) == pytest.approx(0.999)
+  assert float(steps.ema_decay_at(0.999, jnp.asarray(90))) == pytest.approx(91 / 100)

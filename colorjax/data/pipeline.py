@@ -187,12 +187,17 @@ def create_train_dataset(config: Any) -> grain.IterDataset:
 
 
 def create_eval_dataset(config: Any) -> tuple[grain.IterDataset, int]:
-  """One pass over (the first `eval.num_images` of) the eval split, and its length."""
+  """One pass over (`eval.num_images` evenly spaced images of) the eval split, and its length.
+
+  Evenly spaced, not the first N: folders list files sorted by path, class by class, so the
+  first 256 of CIFAR-10's test folder would all be airplanes.
+  """
   data = config.data
   source = sources.create_source(data, train=False)
   ds = grain.MapDataset.source(source)
-  if config.eval.num_images > 0:
-    ds = ds[:config.eval.num_images]
+  if 0 < config.eval.num_images < len(ds):
+    stride = len(ds) // config.eval.num_images
+    ds = ds[:stride * config.eval.num_images:stride]
   num_images = len(ds)
   ds = _process_shard(ds).map(EvalTransform(data.image_size))
   return _finish(ds, local_batch_size(config.eval.batch_size), data, drop_remainder=False), num_images

@@ -89,15 +89,35 @@ class EmbeddedPhotos:
 DATASETS.register("skimage_photos")(lambda split: EmbeddedPhotos())
 
 
-class FolderSource:
-  """Image files under a folder (nested), split into train/validation by a hash of each path.
+# Subfolders that hold a split of their own: a root with "train/" and one of these for eval
+# (CIFAR-10 and most image-folder downloads: train/ and test/) is split by them, not by hash.
+TRAIN_FOLDERS = ("train", "training")
+EVAL_FOLDERS = ("validation", "val", "test")
 
-  The first-level subfolders are the classes (as torchvision's ImageFolder and CIFAR-10's JPEG
-  folders have it): `classes` lists them sorted, and each record's "label" indexes it. When some
-  photos lie directly in the root, the folder has no classes (`classes` is None).
+
+def split_folder(root: str, split: str) -> str | None:
+  """`root/<split folder>` when `root` holds both a train folder and an eval folder, else None."""
+  present = lambda names: [n for n in names if os.path.isdir(os.path.join(root, n))]
+  train, evals = present(TRAIN_FOLDERS), present(EVAL_FOLDERS)
+  if not (train and evals):
+    return None
+  return os.path.join(root, train[0] if split == "train" else evals[0])
+
+
+class FolderSource:
+  """Image files under a folder (nested), split into train/validation by a hash of each path,
+  or, when the folder holds `train/` and `test/` (or `val/`, `validation/`), by those folders.
+
+  The first-level subfolders (of the split folder) are the classes (as torchvision's
+  ImageFolder and CIFAR-10's JPEG folders have it): `classes` lists them sorted, and each
+  record's "label" indexes it. When some photos lie directly in the root, the folder has no
+  classes (`classes` is None).
   """
 
   def __init__(self, root: str, split: str, validation_percent: float):
+    split_root = split_folder(root, split)
+    if split_root is not None:
+      root, validation_percent = split_root, (0.0 if split == "train" else 100.0)
     paths = images.list_images(root)
     if not paths:
       raise FileNotFoundError(
@@ -166,9 +186,8 @@ def _abridged(text: str, head: int = 3, tail: int = 4) -> str:
 
 def _tfds_source(name: str, split: str, data_dir: str | None,
                  how_to_get: str | None) -> Sequence[Any]:
-  import tensorflow_datasets as tfds  # Imports TF: keep it lazy and keep TF off the GPU.
-  from colorjax import tf_utils
-  tf_utils.hide_tf_from_accelerators()
+  from colorjax import tf_utils  # TFDS is an extra: imported only for a TFDS dataset name.
+  tfds = tf_utils.import_tfds(f"dataset {name!r} (not a folder: a TFDS name)")
   try:
     return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
   except Exception as e:  # TFDS raises several types (DatasetNotFoundError, AssertionError, ...).
@@ -189,7 +208,7 @@ def resolve_split(data_config: Any, train: bool) -> str:
 
 def create_source(data_config: Any, *, train: bool) -> Sequence[Any]:
   """The random-access source for the train or eval split named by `data_config`."""
-  name = data_config.name
+  name = os.path.expanduser(data_config.name)  # "~/photos", as a shell would read it.
   split = resolve_split(data_config, train)
   if name in DATASETS:
     entry = DATASETS.get(name)
