@@ -7,10 +7,9 @@ At 256 px use `--config.data.image_size=256 --config.model.generator_kwargs.num_
   python -m colorjax.main --config=configs/pix2pix.py --workdir=runs/pix2pix
 
 600 steps of batch 8 at 64 px on the embedded photos take about 7 minutes on 2 CPU cores (the step
-trains at 14.0 images/s; benchmarks/README.md). On CIFAR-10 at 32 px (200 steps of batch 32, 285
-test images; docs/comparison.md) it scored PSNR 23.65 dB, AuC 0.895, |delta CF| 13.0 and the
-highest colourfulness of the six methods (21.5); the gray baseline scores PSNR 24.49 dB, AuC
-0.905, |delta CF| 30.9.
+trains at 14.0 images/s; benchmarks/README.md). Its earlier CIFAR-10 numbers were taken on a
+generator average that was mostly initialisation and are withdrawn; the CIFAR-10 recipe
+(`--config=configs/pix2pix.py:cifar`, docs/quality.md) has not been rerun for this config.
 """
 
 from colorjax import config_base

@@ -7,10 +7,9 @@ step; the penalty is computed inside the step on interpolates of real and genera
   python -m colorjax.main --config=configs/wgan_gp.py --workdir=runs/wgan_gp
 
 600 steps of batch 8 at 64 px on the embedded photos take about 19 minutes on 2 CPU cores (the
-step trains at 4.5 images/s, 5 critic updates with the penalty per step; benchmarks/README.md). On
-CIFAR-10 at 32 px (200 steps of batch 32, 285 test images; docs/comparison.md) it scored PSNR
-24.19 dB, AuC 0.904, |delta CF| 14.3 at a fifth of the regression configs' speed; the gray
-baseline scores PSNR 24.49 dB, AuC 0.905, |delta CF| 30.9.
+step trains at 4.5 images/s, 5 critic updates with the penalty per step; benchmarks/README.md).
+Its earlier CIFAR-10 numbers were taken on a generator average that was mostly initialisation and
+are withdrawn; the CIFAR-10 recipe (`:cifar`, docs/quality.md) has not been rerun for it.
 """
 
 from colorjax import config_base
