@@ -40,6 +40,9 @@ import numpy as np
 from PIL import Image
 import skimage.data
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import git_commit  # noqa: E402  (benchmarks/common.py)
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOST = "127.0.0.1"  # Loopback only: this script never sends to another host.
 PHOTO_SIZES = ((96, 64), (320, 240), (640, 480), (1024, 768), (1600, 1200))
@@ -268,12 +271,6 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def environment() -> dict[str, Any]:
-  def git_commit() -> str:
-    try:
-      return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                            check=True, cwd=REPO_ROOT).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-      return "unknown"
   import jax  # pylint: disable=g-import-not-at-top
   device = jax.devices()[0]
   return {"device_kind": device.device_kind, "platform": device.platform,

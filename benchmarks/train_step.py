@@ -24,7 +24,6 @@ import datetime
 import functools
 import json
 import os
-import subprocess
 import sys
 import time
 from typing import Any, Callable, Sequence
@@ -34,6 +33,9 @@ from absl import flags
 import jax
 from jax.sharding import NamedSharding, PartitionSpec as P
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import git_commit  # noqa: E402  (benchmarks/common.py)
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from colorjax import compare  # noqa: E402  pylint: disable=g-import-not-at-top
@@ -186,14 +188,6 @@ def measure(name: str, size: int, batch: int, dtype: str, num_steps: int, infere
                 step_s_min=float(min(times)),
                 images_per_sec=batch / step_s, gflop_per_image=flops / batch / 1e9,
                 tflops=tflops, mfu=mfu, mfu_bf16_peak=mfu_bf16)
-
-
-def git_commit() -> str:
-  try:
-    return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                          check=True, cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
-  except (OSError, subprocess.CalledProcessError):
-    return "unknown"
 
 
 def environment() -> dict[str, Any]:

@@ -119,6 +119,15 @@ def with_variant(config: ml_collections.ConfigDict, variant: str) -> ml_collecti
   return config
 
 
+def _run_length(c: ml_collections.ConfigDict, steps: int, log: int, checkpoint: int,
+                evaluate: int) -> None:
+  """Steps and the cadences that go with them (samples come with every eval)."""
+  c.num_train_steps = steps
+  c.log_every_steps = log
+  c.checkpoint_every_steps = checkpoint
+  c.eval_every_steps = c.sample_every_steps = evaluate
+
+
 def _cifar(c: ml_collections.ConfigDict) -> None:
   """CIFAR-10 at 32 px: 1000 steps of batch 64 (1.3 epochs), eval every 250 steps on 512 test
   images spread over the classes, so TensorBoard shows learning curves."""
@@ -128,11 +137,7 @@ def _cifar(c: ml_collections.ConfigDict) -> None:
   # are blurrier than any test image.
   c.data.min_crop_scale = 1.0
   c.batch_size = 64
-  c.num_train_steps = 1000
-  c.log_every_steps = 50
-  c.checkpoint_every_steps = 500
-  c.eval_every_steps = 250
-  c.sample_every_steps = 250
+  _run_length(c, steps=1000, log=50, checkpoint=500, evaluate=250)
   c.eval.batch_size = 64
   c.eval.num_images = 512
   c.eval.num_samples = 10
@@ -143,11 +148,7 @@ def _cifar(c: ml_collections.ConfigDict) -> None:
 def _quick(c: ml_collections.ConfigDict) -> None:
   """The default data and networks at 32 px for 300 steps, evaluated once at the end."""
   c.data.image_size = 32
-  c.num_train_steps = 300
-  c.log_every_steps = 50
-  c.checkpoint_every_steps = 300
-  c.eval_every_steps = 300
-  c.sample_every_steps = 300
+  _run_length(c, steps=300, log=50, checkpoint=300, evaluate=300)
   c.max_checkpoints_to_keep = 1
   if c.model.generator == "unet":
     # Half pix2pix's widths (a quarter of the multiply-adds): six photos need no more.
@@ -157,11 +158,7 @@ def _quick(c: ml_collections.ConfigDict) -> None:
 def _tiny(c: ml_collections.ConfigDict) -> None:
   """16 px, 8 images, 2 steps and the smallest networks: a whole run in seconds on CPU."""
   c.batch_size = 8
-  c.num_train_steps = 2
-  c.log_every_steps = 1
-  c.checkpoint_every_steps = 2
-  c.eval_every_steps = 2
-  c.sample_every_steps = 2
+  _run_length(c, steps=2, log=1, checkpoint=2, evaluate=2)
   c.data.image_size = 16
   c.eval.batch_size = 8
   c.eval.num_images = 6

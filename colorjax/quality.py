@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -54,12 +55,9 @@ def render_ab(colorizer: inference.Colorizer, photo: np.ndarray) -> tuple[np.nda
 def true_render_ab(photo: np.ndarray, render_size: int) -> np.ndarray:
   """The original's ab resized as the model's input is, (1, R, R, 2) in Lab units."""
   ab = lab.rgb_to_lab(jnp.asarray(_as_float_rgb(photo)))[..., 1:]
-  return np.asarray(jax_resize(ab, (render_size, render_size, 2)))[None]
-
-
-def jax_resize(x: jnp.ndarray, shape: tuple[int, ...]) -> jnp.ndarray:
-  import jax  # pylint: disable=g-import-not-at-top
-  return jax.image.resize(x, shape, "linear", antialias=True)
+  # Resized as `inference.prepare` resizes L for the model.
+  return np.asarray(jax.image.resize(ab, (render_size, render_size, 2), "linear",
+                                     antialias=True))[None]
 
 
 def score_photo(colorizer: inference.Colorizer, photo: np.ndarray,

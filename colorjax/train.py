@@ -389,10 +389,15 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, parts: steps.StepP
   samples = _SampleRows(num_images, config.eval.num_samples)
   for images, mask in batches:
     per_image, ema_rgb, raw_rgb = eval_step(state, images)
-    samples.add(*multihost_utils.process_allgather((images, ema_rgb, raw_rgb, mask), tiled=True))
+    host_mask = multihost_utils.process_allgather(mask, tiled=True)
+    if samples.wanted_in(int(host_mask.sum())):  # Images cross to the host only for the grid.
+      samples.add(*multihost_utils.process_allgather((images, ema_rgb, raw_rgb), tiled=True),
+                  host_mask)
+    else:
+      samples.skip(int(host_mask.sum()))
     if not with_metrics:
       continue
-    per_image, mask = multihost_utils.process_allgather((per_image, mask), tiled=True)
+    per_image, mask = multihost_utils.process_allgather(per_image, tiled=True), host_mask
     for key, values in per_image.items():
       sums[key] = sums.get(key, 0.0) + float(np.sum(values[mask], dtype=np.float64))
     count += int(mask.sum())
@@ -433,6 +438,13 @@ class _SampleRows:
       if self._seen + i in self._wanted:
         self.rows.append((images[i], ema_rgb[i], raw_rgb[i]))
     self._seen += len(images)
+
+  def wanted_in(self, count: int) -> bool:
+    """Whether the next `count` real images hold a sample row."""
+    return any(self._seen <= i < self._seen + count for i in self._wanted)
+
+  def skip(self, count: int) -> None:
+    self._seen += count
 
   def grid(self, scale: int) -> np.ndarray:
     """Labelled columns: gray input | averaged generator | raw generator | truth."""

@@ -197,7 +197,7 @@ def test_torn_last_record_is_skipped_and_the_rest_kept(tmp_path):
   assert summaries.read_scalars(str(tmp_path)) == {}
 
 
-@pytest.mark.skipif(HAS_TF, reason="the errors where TensorFlow is not installed")
+@pytest.mark.skipif(HAS_TF, reason="checks the one-line errors of an install without TensorFlow; runs in .ci/run's venv without TF, not where TF is installed")
 def test_tf_features_say_which_extra_to_install(core_run, tmp_path):
   workdir, _ = core_run
   assert _run(["-c", "import tensorflow"]).returncode != 0
