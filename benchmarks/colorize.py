@@ -42,7 +42,8 @@ def train_default_model(workdir: str) -> None:
 
 def time_once(colorizer, source: str, output: str) -> tuple[float, float, float]:
   """(read, model + recombine, write) seconds for one file."""
-  from colorjax import colorize, images  # pylint: disable=g-import-not-at-top
+  from colorjax import colorize
+  from colorjax.data import images  # pylint: disable=g-import-not-at-top
   start = time.perf_counter()
   array = colorize.to_model_input(images.read_image(source))
   read = time.perf_counter()

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import functools
 import importlib.util
 import os
 import platform
@@ -34,9 +33,8 @@ import jax
 import numpy as np
 from PIL import Image
 
-from colorjax import config_base
-from colorjax import steps
-from colorjax import train
+from colorjax.training import builders
+from colorjax.core import config_base
 from colorjax.data import pipeline
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -113,14 +111,10 @@ def pipeline_rate(config: Any, batches: int, min_seconds: float) -> float:
 def step_rate(config: Any, steps_timed: int) -> float:
   """Images/s of the jitted train step (as train.py builds it), compilation excluded."""
   mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
-  parts = train.make_step_parts(config)
-  init, _, state_shardings = train.create_state(config, parts, mesh)
-  init_rng, step_rng = train._rngs(config.seed)  # pylint: disable=protected-access
-  replicated, batch_sharding = train._shardings(mesh)  # pylint: disable=protected-access
-  state = jax.jit(init, out_shardings=state_shardings)(init_rng)
-  train_step = jax.jit(functools.partial(steps.train_step, parts, step_rng),
-                       in_shardings=(state_shardings, batch_sharding),
-                       out_shardings=(state_shardings, replicated), donate_argnums=0)
+  parts = builders.make_step_parts(config)
+  _, batch_sharding = builders.shardings(mesh)
+  state = builders.init_state(config, parts, mesh)
+  train_step = builders.make_train_step(config, parts, mesh)
   size = config.data.image_size
   rng = np.random.default_rng(0)
   batch = {"image": jax.device_put(

@@ -1,7 +1,7 @@
 """Cost of Zhang et al.'s soft encoding + rebalanced cross-entropy next to zhang_cic's forward pass.
 
 For each input size it times, per image, jitted and with compilation excluded:
-  * sparse loss: `quantize.rebalanced_cross_entropy` (k-nearest soft encoding, gathered
+  * sparse loss: `soft_encoding.rebalanced_cross_entropy` (k-nearest soft encoding, gathered
     log-probabilities), value and gradient w.r.t. the logits, at the logits' resolution (1/4 of
     the input, as zhang_cic and the paper do) and at full resolution for reference;
   * dense loss: the same loss with the soft target scattered into a dense (..., Q) array, the
@@ -25,15 +25,15 @@ import jax.numpy as jnp
 import numpy as np
 from skimage import data, transform
 
-from colorjax.color import lab, quantize
+from colorjax.color import gamut, lab, rebalance, soft_encoding
 from colorjax.models import build_generator
 
 
 def dense_rebalanced_cross_entropy(logits: jax.Array, ab_target: jax.Array, bins: jax.Array,
-                                   class_weights: jax.Array, k: int = quantize.DEFAULT_K,
-                                   sigma: float = quantize.DEFAULT_SIGMA) -> jax.Array:
+                                   class_weights: jax.Array, k: int = soft_encoding.DEFAULT_K,
+                                   sigma: float = soft_encoding.DEFAULT_SIGMA) -> jax.Array:
   """The same loss with a dense (..., Q) soft target (one-hot rows weighted and summed)."""
-  indices, weights = quantize.soft_encode(ab_target, bins, k, sigma)
+  indices, weights = soft_encoding.soft_encode(ab_target, bins, k, sigma)
   target = jnp.sum(jax.nn.one_hot(indices, logits.shape[-1]) * weights[..., None], axis=-2)
   log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
   pixel_weights = class_weights[jnp.argmax(target, axis=-1)]
@@ -76,11 +76,11 @@ def main() -> None:
   parser.add_argument("--repeats", type=int, default=5)
   args = parser.parse_args()
 
-  bins = jnp.asarray(quantize.gamut_bins(quantize.DEFAULT_GRID))
+  bins = jnp.asarray(gamut.gamut_bins(gamut.DEFAULT_GRID))
   num_bins = len(bins)
   # Rebalancing weights from the benchmark photos themselves; their values do not affect time.
   class_weights = jnp.asarray(
-      quantize.estimate_prior([photo_batch(64, 4)], np.asarray(bins)).weights)
+      rebalance.estimate_prior([photo_batch(64, 4)], np.asarray(bins)).weights)
   model = build_generator("zhang_cic", {"width": args.width, "num_bins": num_bins}, jnp.float32)
   variables = jax.jit(model.init, static_argnames="train")(
       jax.random.key(0), jnp.zeros((1, 32, 32, 1)), train=False)
@@ -90,11 +90,11 @@ def main() -> None:
     return jax.jit(jax.value_and_grad(
         lambda logits, ab: loss_fn(logits, ab, bins, class_weights)))
 
-  sparse = loss_and_grad(quantize.rebalanced_cross_entropy)
+  sparse = loss_and_grad(soft_encoding.rebalanced_cross_entropy)
   dense = loss_and_grad(dense_rebalanced_cross_entropy)
 
   print(f"device: {jax.devices()[0].device_kind}, {os.cpu_count()} CPUs, load average "
-        f"{os.getloadavg()[0]:.1f}; Q = {num_bins}, k = {quantize.DEFAULT_K}, batch "
+        f"{os.getloadavg()[0]:.1f}; Q = {num_bins}, k = {soft_encoding.DEFAULT_K}, batch "
         f"{args.batch}, zhang_cic width {args.width}; best of {args.repeats}, per image")
   print(f"{'input':>7} {'loss at':>8} {'sparse loss+grad':>17} {'temp MiB':>9} "
         f"{'dense loss+grad':>16} {'temp MiB':>9} {'zhang_cic fwd':>14}")
@@ -103,10 +103,10 @@ def main() -> None:
     ab = lab.denormalize_ab(ab_norm)
     fwd_ms = time_call(forward, variables, l, repeats=args.repeats) / args.batch * 1e3
     for loss_size in (size // 4, size):
-      target = quantize.area_downsample(ab, (loss_size, loss_size))
+      target = soft_encoding.area_downsample(ab, (loss_size, loss_size))
       logits = jax.random.normal(jax.random.key(1), (args.batch, loss_size, loss_size, num_bins))
       row = []
-      for fn, loss_fn in ((sparse, quantize.rebalanced_cross_entropy),
+      for fn, loss_fn in ((sparse, soft_encoding.rebalanced_cross_entropy),
                           (dense, dense_rebalanced_cross_entropy)):
         ms = time_call(fn, logits, target, repeats=args.repeats) / args.batch * 1e3
         mib = temp_bytes(jax.value_and_grad(

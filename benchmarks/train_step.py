@@ -3,7 +3,7 @@
   python benchmarks/train_step.py --configs=pix2pix --sizes=256,128,32 --batch_sizes=4,16,64 \
     --steps=15 [--dtype=bfloat16] [--inference] [--out=benchmarks/results.jsonl]
 
-Each row builds a config with `train.make_step_parts` + `train.create_state` on the mesh of all
+Each row builds a config with `builders.make_step_parts` + `builders.create_state` on the mesh of all
 devices and jits `steps.train_step` exactly as `train.train_and_evaluate` does (state donated,
 state replicated, batch sharded over `data`). Compilation is timed on its own (`lower().compile()`),
 then the first call; then the median of `--steps` calls, each synchronised with `block_until_ready`.
@@ -31,17 +31,17 @@ from typing import Any, Callable, Sequence
 from absl import app
 from absl import flags
 import jax
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import git_commit  # noqa: E402  (benchmarks/common.py)
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from colorjax.training import builders
 from colorjax import compare  # noqa: E402  pylint: disable=g-import-not-at-top
-from colorjax import distributed  # noqa: E402  pylint: disable=g-import-not-at-top
-from colorjax import steps  # noqa: E402  pylint: disable=g-import-not-at-top
-from colorjax import train  # noqa: E402  pylint: disable=g-import-not-at-top
+from colorjax.core import distributed  # noqa: E402  pylint: disable=g-import-not-at-top
+from colorjax.training import steps  # noqa: E402  pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("configs", ["pix2pix"], "Config names under configs/.")
@@ -103,7 +103,7 @@ def build_config(name: str, size: int, batch: int, dtype: str, overrides: Sequen
   if config.model.generator == "unet":
     config.model.generator_kwargs.num_downs = compare.unet_num_downs(size)
   compare.apply_overrides(config, overrides)
-  train.validate_config(config)
+  builders.validate_config(config)
   return config
 
 
@@ -146,11 +146,10 @@ def measure(name: str, size: int, batch: int, dtype: str, num_steps: int, infere
   """Compiles and times one (config, size, batch) on the mesh of all devices."""
   config = build_config(name, size, batch, dtype, overrides)
   mesh = distributed.make_data_mesh()
-  replicated, batch_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-  parts = train.make_step_parts(config)  # Colorful's prior only reweights the loss: no cost.
-  init, _, state_shardings = train.create_state(config, parts, mesh)
-  init_rng, step_rng = train._rngs(config.seed)  # pylint: disable=protected-access
-  state = jax.jit(init, out_shardings=state_shardings)(init_rng)
+  _, batch_sharding = builders.shardings(mesh)
+  parts = builders.make_step_parts(config)  # Colorful's prior only reweights the loss: no cost.
+  _, _, state_shardings = builders.create_state(config, parts, mesh)
+  state = builders.init_state(config, parts, mesh)
   rgb = _batch(size, batch, batch_sharding)
 
   if inference:
@@ -162,10 +161,7 @@ def measure(name: str, size: int, batch: int, dtype: str, num_steps: int, infere
     compile_s, flops = _compile(forward, state.ema, l)
     first, times = _time_calls(lambda: forward(state.ema, l), num_steps)
   else:
-    # Exactly the trainer's jit: donated state, replicated state and metrics, sharded batch.
-    train_step = jax.jit(functools.partial(steps.train_step, parts, step_rng),
-                         in_shardings=(state_shardings, batch_sharding),
-                         out_shardings=(state_shardings, replicated), donate_argnums=0)
+    train_step = builders.make_train_step(config, parts, mesh)  # Exactly the trainer's.
     batch_dict = {"image": rgb}
     compile_s, flops = _compile(train_step, state, batch_dict)
     holder = [state]

@@ -6,7 +6,7 @@ at 480p and 720p; the optical flow choice; the README's before/after strip.
 
 The model: any trained workdir, e.g. `python -m colorjax.main --config=configs/regression_l1.py
 --workdir=/tmp/video_model` (600 steps at 64 px on scikit-image's photos). Clips are made from
-real photos (colorjax/video_clips.py: pan, zoom, cut, moving object), encoded with H.264 (CRF
+real photos (colorjax/data/video_clips.py: pan, zoom, cut, moving object), encoded with H.264 (CRF
 18); every measure is on the *decoded* output file against the decoded input file.
 
 Tables:
@@ -70,7 +70,8 @@ def measure(source: str, output: str, cut_at: int | None,
             clip: str | None = None) -> dict[str, float]:
   """FlickerMeter's summary; for the pan and zoom clips also `warp_error_ab_true`, the warping
   error with the exact camera motion instead of estimated flow."""
-  from colorjax import video, video_clips  # pylint: disable=g-import-not-at-top
+  from colorjax import video
+  from colorjax.data import video_clips  # pylint: disable=g-import-not-at-top
   meter, exact = video.FlickerMeter(), video.FlickerMeter()
   originals, results = video_clips.read_frames(source), video_clips.read_frames(output)
   height, width = originals[0].shape[:2]
@@ -86,7 +87,8 @@ def measure(source: str, output: str, cut_at: int | None,
 
 
 def quality(colorizer, tmp: str, args, env) -> None:
-  from colorjax import video, video_clips  # pylint: disable=g-import-not-at-top
+  from colorjax import video
+  from colorjax.data import video_clips  # pylint: disable=g-import-not-at-top
   width, height = SIZES[args.quality_size]
   print(f"\n## quality: {args.quality_size} ({width}x{height}), {args.frames} frames, H.264 CRF 18")
   print(f"| clip | smoothing | warp error ab | (true motion) | E_warp x1000 | PSNR dB | "
@@ -109,7 +111,8 @@ def quality(colorizer, tmp: str, args, env) -> None:
 
 
 def work_sizes(colorizer, tmp: str, args, env) -> None:
-  from colorjax import video, video_clips  # pylint: disable=g-import-not-at-top
+  from colorjax import video
+  from colorjax.data import video_clips  # pylint: disable=g-import-not-at-top
   width, height = SIZES[args.quality_size]
   print(f"\n## work size: smoothing resolution, strength {video.DEFAULT_STRENGTH}, "
         f"{args.quality_size}")
@@ -146,7 +149,7 @@ def true_backward_flow(clip: str, width: int, height: int, frames: int, t: int,
                        scale: float) -> np.ndarray:
   """The exact flow from frame t to t-1 of the pan/zoom clips, at `scale` x the frame size."""
   import skimage.data  # pylint: disable=g-import-not-at-top
-  from colorjax import video_clips  # pylint: disable=g-import-not-at-top
+  from colorjax.data import video_clips  # pylint: disable=g-import-not-at-top
   h, w = round(height * scale), round(width * scale)
   gy, gx = np.mgrid[0:h, 0:w].astype(np.float64)
   u, v = (gx + 0.5) / scale - 0.5, (gy + 0.5) / scale - 0.5
@@ -164,7 +167,8 @@ def true_backward_flow(clip: str, width: int, height: int, frames: int, t: int,
 
 def flows(tmp: str, args, env) -> None:
   import cv2  # pylint: disable=g-import-not-at-top
-  from colorjax import video, video_clips  # pylint: disable=g-import-not-at-top
+  from colorjax import video
+  from colorjax.data import video_clips  # pylint: disable=g-import-not-at-top
   width, height = SIZES[args.quality_size]
   frames = args.frames
   print(f"\n## flow: end-point error vs the true motion (px at the work size), {args.quality_size}"
@@ -200,7 +204,8 @@ def flows(tmp: str, args, env) -> None:
 
 
 def speed(colorizer, tmp: str, args, env) -> None:
-  from colorjax import video, video_clips  # pylint: disable=g-import-not-at-top
+  from colorjax import video
+  from colorjax.data import video_clips  # pylint: disable=g-import-not-at-top
   print(f"\n## speed: frames/s of colorize_video, {args.speed_frames} frames of the pan clip "
         "with an AAC track, second run (compiled)")
   print("| size | smoothing | frames/s | s/frame |")
@@ -230,7 +235,8 @@ def strip(colorizer, path: str, frames: int = 24) -> None:
   """Gray input | per-frame | stabilised | original, for 4 frames of the moving-object clip and
   the cut clip; a PNG for the README."""
   from PIL import Image, ImageDraw  # pylint: disable=g-import-not-at-top
-  from colorjax import video, video_clips  # pylint: disable=g-import-not-at-top
+  from colorjax import video
+  from colorjax.data import video_clips  # pylint: disable=g-import-not-at-top
   width, height = 256, 144
   picks = (4, 9, 14, 19)
   with tempfile.TemporaryDirectory() as tmp:

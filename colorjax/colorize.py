@@ -39,9 +39,9 @@ from typing import Iterable, Sequence
 import numpy as np
 from PIL import Image
 
-from colorjax import cli
-from colorjax import errors
-from colorjax import images
+from colorjax.core import cli
+from colorjax.core import errors
+from colorjax.data import images
 
 FORMATS = {"png": ".png", "jpeg": ".jpg"}
 EXIT_CODES = """exit codes:
@@ -247,13 +247,14 @@ def main(argv: Sequence[str] | None = None) -> int:
   if os.path.isfile(args.out):
     print(f"error: -o {args.out} is a file (an input?); give an output folder", file=sys.stderr)
     return 2
-  from colorjax import console  # pylint: disable=g-import-not-at-top
+  from colorjax.core import console  # pylint: disable=g-import-not-at-top
   console.quiet_libraries()  # Before TensorFlow or Orbax load.
   jobs, skipped = expand_inputs(args.inputs, args.out, FORMATS[args.format])
   jobs, kept = split_existing(jobs, args.overwrite)
   written = []
   if jobs:
-    from colorjax import checkpointing, inference  # pylint: disable=g-import-not-at-top
+    from colorjax import inference  # pylint: disable=g-import-not-at-top
+    from colorjax.core import checkpointing  # pylint: disable=g-import-not-at-top
     try:
       colorizer = inference.Colorizer.from_workdir(args.workdir, args.step, args.render_size,
                                                    args.batch_size)

@@ -44,14 +44,15 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from colorjax import checkpointing
-from colorjax import distributed
-from colorjax import images
-from colorjax import steps
-from colorjax import summaries
-from colorjax import tf_utils
+from colorjax.training import builders
+from colorjax.core import checkpointing
+from colorjax.core import distributed
+from colorjax.data import images
+from colorjax.training import steps
+from colorjax.core import summaries
+from colorjax.core import tf_utils
 from colorjax import train
-from colorjax import visualize
+from colorjax.evals import visualize
 from colorjax.color import lab
 from colorjax.data import pipeline
 
@@ -246,8 +247,8 @@ def pick_rows(images: np.ndarray, rows: int) -> np.ndarray:
 def predict_rgb(config: ml_collections.ConfigDict, workdir: str, rgb: np.ndarray) -> np.ndarray:
   """The EMA generator's colourization of uint8 `rgb`, as float RGB in [0, 1]."""
   mesh = distributed.make_data_mesh()
-  parts = train.make_step_parts(config, train.load_prior(config, workdir))
-  _, abstract_state, shardings = train.create_state(config, parts, mesh)
+  parts = builders.make_step_parts(config, builders.load_prior(config, workdir))
+  _, abstract_state, shardings = builders.create_state(config, parts, mesh)
   manager = checkpointing.make_manager(workdir, config.max_checkpoints_to_keep, read_only=True)
   abstract = checkpointing.abstract_with_shardings(abstract_state, shardings)
   state = checkpointing.restore(manager, manager.latest_step(), abstract, None)

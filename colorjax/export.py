@@ -95,7 +95,7 @@ def load_stablehlo(path: str) -> Callable[[np.ndarray], jax.Array]:
 
 def export_savedmodel(colorizer: Any, out_dir: str) -> str:
   """Writes a TF SavedModel of the serving function (jax2tf) to `<out_dir>/savedmodel`."""
-  from colorjax import tf_utils  # pylint: disable=g-import-not-at-top
+  from colorjax.core import tf_utils  # pylint: disable=g-import-not-at-top
   tf = tf_utils.import_tensorflow("the SavedModel export")  # The `tf` extra; off the GPUs.
   from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
 
@@ -117,7 +117,7 @@ def _write_atomic(path: str, data: bytes) -> None:
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-  from colorjax import cli  # pylint: disable=g-import-not-at-top
+  from colorjax.core import cli  # pylint: disable=g-import-not-at-top
   parser = argparse.ArgumentParser(prog="python -m colorjax.export",
                                    description="Export a trained colorjax model for serving.",
                                    formatter_class=cli.HelpFormatter)
@@ -139,9 +139,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
   args = parse_args(sys.argv[1:] if argv is None else argv)
-  from colorjax import console  # pylint: disable=g-import-not-at-top
+  from colorjax.core import console  # pylint: disable=g-import-not-at-top
   console.quiet_libraries()  # Before TensorFlow or Orbax load.
-  from colorjax import checkpointing, inference, tf_utils  # pylint: disable=g-import-not-at-top
+  from colorjax import inference  # pylint: disable=g-import-not-at-top
+  from colorjax.core import checkpointing, tf_utils  # pylint: disable=g-import-not-at-top
   savedmodel = args.format in ("savedmodel", "all")
   if savedmodel and not tf_utils.tensorflow_available():
     # Without TF (the core install), --format=all is the StableHLO module alone.

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from colorjax.training import builders
 from colorjax.color import lab
 
 PyTree = Any
@@ -134,10 +135,9 @@ def restore_inference_variables(config: ml_collections.ConfigDict, parts: Any, w
   """
   if weights not in WEIGHTS:
     raise ValueError(f"weights={weights!r}; valid: {', '.join(WEIGHTS)}")
-  from colorjax import checkpointing  # pylint: disable=g-import-not-at-top
-  from colorjax import train  # pylint: disable=g-import-not-at-top
+  from colorjax.core import checkpointing  # pylint: disable=g-import-not-at-top
   mesh = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
-  _, abstract_state, shardings = train.create_state(config, parts, mesh)
+  _, abstract_state, shardings = builders.create_state(config, parts, mesh)
   manager = checkpointing.make_manager(workdir, config.max_checkpoints_to_keep, read_only=True)
   try:
     available = list(manager.all_steps())
@@ -198,11 +198,8 @@ class Colorizer:
       batch_size: the most images one model call takes in `colorize_batch`.
       weights: "averaged" (the generator's moving average) or "raw" (its last weights).
     """
-    # The trainer imports no TensorFlow (event files via colorjax.summaries, TFDS only when a
-    # TFDS dataset is read): a model loads where TF is not installed, and fast where it is.
-    from colorjax import train  # pylint: disable=g-import-not-at-top
     config = load_config(workdir)
-    parts = train.make_step_parts(config)
+    parts = builders.make_step_parts(config)
     variables, step = restore_inference_variables(config, parts, workdir, step, weights)
     return cls(config, parts.generator, parts.decode, variables, step, render_size, batch_size)
 

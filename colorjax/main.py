@@ -27,7 +27,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from colorjax.errors import UserError, one_line, report
+from colorjax.core.errors import UserError, one_line, report
 
 _CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                            "configs")
@@ -132,14 +132,14 @@ def parse_flags(argv: list[str]) -> list[str]:
 def _quiet_libraries() -> None:
   """Without --verbosity / -v, only warnings and errors of the libraries reach the console
   (Orbax logs ~60 INFO lines per checkpoint); TF's C++ INFO lines (oneDNN) are off too."""
-  from colorjax import console  # pylint: disable=g-import-not-at-top
+  from colorjax.core import console  # pylint: disable=g-import-not-at-top
   # TensorFlow (only for TFDS datasets) loads after this: the flags parse first.
   console.quiet_libraries(verbose=FLAGS["verbosity"].present > 0)
 
 
 def _remove_if_made(workdir: str, existed: bool) -> None:
   """A start that failed before its first checkpoint leaves no workdir that looks like a run."""
-  from colorjax import preflight  # pylint: disable=g-import-not-at-top
+  from colorjax.training import preflight  # pylint: disable=g-import-not-at-top
   if not existed and os.path.isdir(workdir) and not preflight.checkpoint_steps(workdir):
     shutil.rmtree(workdir, ignore_errors=True)
 
@@ -158,10 +158,12 @@ def main(argv):
     sys.exit(report("--workdir is required, e.g. --workdir=runs/lsgan"))
   _quiet_libraries()
   # No TensorFlow here: it is imported (and kept off the GPUs) only where a TFDS dataset is read.
-  from colorjax import distributed  # pylint: disable=g-import-not-at-top
+  from colorjax.core import distributed  # pylint: disable=g-import-not-at-top
   distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   import jax  # pylint: disable=g-import-not-at-top
-  from colorjax import checkpointing, preflight, train, workdir_lock  # pylint: disable=g-import-not-at-top
+  from colorjax import train  # pylint: disable=g-import-not-at-top
+  from colorjax.core import checkpointing, workdir_lock  # pylint: disable=g-import-not-at-top
+  from colorjax.training import preflight  # pylint: disable=g-import-not-at-top
   logging.info("JAX process %d of %d; local devices %s", jax.process_index(),
                jax.process_count(), jax.local_devices())
   workdir = os.path.expanduser(FLAGS.workdir)
@@ -172,12 +174,12 @@ def main(argv):
       preflight.check(config, workdir)  # Before the workdir is made or anything compiles.
       train.train_and_evaluate(config, workdir)
       if jax.process_index() == 0:
-        from colorjax import console  # pylint: disable=g-import-not-at-top
+        from colorjax.core import console  # pylint: disable=g-import-not-at-top
         print(console.run_summary(workdir, time.perf_counter() - start), file=sys.stderr)
     else:
       preflight.check_eval(config, workdir)
       train.evaluate_checkpoint(config, workdir)
-      from colorjax import console  # pylint: disable=g-import-not-at-top
+      from colorjax.core import console  # pylint: disable=g-import-not-at-top
       latest = os.path.join(workdir, "eval", "latest.json")
       print(f"eval written to {latest}{console.eval_headline(latest)}", file=sys.stderr)
   except UserError as e:

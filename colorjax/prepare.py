@@ -3,10 +3,10 @@ r"""Turns a folder of photos into a TFDS dataset (ArrayRecord) for training.
   python -m colorjax.prepare --src=~/Pictures --name=my_photos --data_dir=~/tfds
 
 reads every image under --src (nested folders, jpg/png/webp/bmp/tiff/gif),
-decodes it with `colorjax.images.read_image`, drops what cannot teach colour
+decodes it with `colorjax.data.images.read_image`, drops what cannot teach colour
 (unreadable files, grayscale photos, tiny images), shrinks the rest so the
 longer side is at most --max_side, and writes `train` and `validation` splits
-(assigned by `colorjax.images.hash_split`, the same function the folder data
+(assigned by `colorjax.data.images.hash_split`, the same function the folder data
 source uses). The result is read with
 
   tfds.data_source("my_photos", split="train", data_dir=DIR)
@@ -48,8 +48,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from colorjax import diskspace
-from colorjax import images
+from colorjax.core import diskspace
+from colorjax.data import images
 
 VERSION = "1.0.0"
 SUMMARY_FILE = "prepare_summary.json"
@@ -204,7 +204,7 @@ def _write_tfds(
     description: str, progress: bool,
 ) -> None:
   """Writes the non-empty splits as an ArrayRecord TFDS dataset (with labels if `classes`)."""
-  from colorjax import tf_utils  # Imported late: decoding workers never need TF.
+  from colorjax.core import tf_utils  # Imported late: decoding workers never need TF.
   tf_utils.import_tensorflow("colorjax.prepare (writing a TFDS dataset)")  # TFDS writes with TF.
   tfds = tf_utils.import_tfds("colorjax.prepare (writing a TFDS dataset)")
 
@@ -419,7 +419,7 @@ def prepare(
 
 
 def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
-  from colorjax import cli  # pylint: disable=g-import-not-at-top
+  from colorjax.core import cli  # pylint: disable=g-import-not-at-top
   parser = argparse.ArgumentParser(
       prog="python -m colorjax.prepare",
       description="Turn a folder of photos into a TFDS (ArrayRecord) dataset.",
@@ -443,7 +443,7 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
   args = _parse_args(sys.argv[1:] if argv is None else argv)
-  from colorjax import tf_utils  # pylint: disable=g-import-not-at-top
+  from colorjax.core import tf_utils  # pylint: disable=g-import-not-at-top
   if not tf_utils.tensorflow_available():  # Say so now, not after decoding every photo.
     print(f"error: colorjax.prepare needs TensorFlow and TFDS, which the core install leaves "
           f"out: {tf_utils.INSTALL_HINT}", file=sys.stderr)

@@ -36,10 +36,10 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from colorjax import cli
+from colorjax.core import cli
 from colorjax import colorize as colorize_cli
-from colorjax import errors
-from colorjax import images
+from colorjax.core import errors
+from colorjax.data import images
 
 PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static", "index.html")
 _CHUNK = 1 << 20
@@ -313,9 +313,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
   args = parse_args(sys.argv[1:] if argv is None else argv)
-  from colorjax import console  # pylint: disable=g-import-not-at-top
+  from colorjax.core import console  # pylint: disable=g-import-not-at-top
   console.quiet_libraries()  # Before TensorFlow or Orbax load.
-  from colorjax import checkpointing, inference  # pylint: disable=g-import-not-at-top
+  from colorjax import inference  # pylint: disable=g-import-not-at-top
+  from colorjax.core import checkpointing  # pylint: disable=g-import-not-at-top
   try:
     colorizer = inference.Colorizer.from_workdir(args.workdir, args.step, args.render_size)
   except (FileNotFoundError, checkpointing.CheckpointError) as e:

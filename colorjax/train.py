@@ -18,127 +18,27 @@ from typing import Any, Iterator
 from absl import logging
 import jax
 from jax.experimental import multihost_utils
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from colorjax import checkpointing
-from colorjax import classification
-from colorjax import console
-from colorjax import distributed
-from colorjax import fid
-from colorjax import models
-from colorjax import objectives
-from colorjax import optim
-from colorjax import prior as prior_lib
-from colorjax import steps
-from colorjax import summaries  # TensorBoard files without TF (clu's writers import it).
-from colorjax import visualize
-from colorjax import workdir_lock
+from colorjax.core import checkpointing
+from colorjax.core import console
+from colorjax.core import distributed
+from colorjax.evals import frechet
+from colorjax.evals import inception
+from colorjax.training import optim
+from colorjax.training import builders
+from colorjax.training import steps
+from colorjax.core import summaries  # TensorBoard files without TF (clu's writers import it).
+from colorjax.evals import visualize
+from colorjax.core import workdir_lock
 from colorjax.color import lab
-from colorjax.color import quantize
 from colorjax.data import pipeline
-
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
-
 
 class NonFiniteLossError(FloatingPointError):
   """A loss or gradient norm became NaN or Inf; the last good checkpoint is kept."""
-
-
-# ------------------------------------------------------------------------------------------
-# Building blocks from config.
-# ------------------------------------------------------------------------------------------
-def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Fails fast, with the valid choices, on values the trainer cannot use."""
-  if config.dtype not in DTYPES:
-    raise ValueError(f"dtype {config.dtype!r} is not one of {sorted(DTYPES)}")
-  generator_cls = models.GENERATORS.get(config.model.generator)
-  if config.loss.class_weight > 0 and not hasattr(generator_cls, "num_classes"):
-    with_classifier = [n for n in models.GENERATORS.names()
-                       if hasattr(models.GENERATORS.get(n), "num_classes")]
-    raise ValueError(f"loss.class_weight > 0 needs a generator with an image-level classifier "
-                     f"({', '.join(with_classifier)}); {config.model.generator!r} has none")
-  uses_gan = config.loss.gan != "none"
-  if uses_gan:
-    objectives.OBJECTIVES.get(config.loss.gan)
-    if config.model.discriminator == "none":
-      raise ValueError(f"loss.gan={config.loss.gan!r} needs a discriminator; "
-                       f"choose one of {models.DISCRIMINATORS.names()}")
-    models.DISCRIMINATORS.get(config.model.discriminator)
-  for key in ("num_train_steps", "log_every_steps", "checkpoint_every_steps",
-              "eval_every_steps", "batch_size"):
-    if config[key] <= 0:
-      raise ValueError(f"{key} must be positive, got {config[key]}")
-  if config.batch_size % jax.device_count():
-    raise ValueError(f"batch_size={config.batch_size} must be divisible by the number of "
-                     f"devices ({jax.device_count()})")
-
-
-def make_step_parts(config: ml_collections.ConfigDict,
-                    prior: quantize.Prior | None = None) -> steps.StepParts:
-  """Modules, optimizers and losses from config.
-
-  `prior` rebalances the classification loss and weights the rebalanced AuC in eval.
-  """
-  dtype = DTYPES[config.dtype]
-  bins = classification.load_bins(config) if classification.uses_bins(config) else None
-  generator = models.build_generator(config.model.generator,
-                                     classification.generator_kwargs(config, bins), dtype)
-  classification_loss = None
-  if config.loss.ce_weight > 0:
-    classification_loss = classification.make_classification_loss(
-        config, bins, None if prior is None else prior.weights)
-  g_schedule, d_schedule = optim.make_schedules(config)
-  objective, discriminator, d_tx = None, None, None
-  if config.loss.gan != "none":
-    fields = {"margin": config.loss.ebgan_margin} if (
-        config.loss.gan == "ebgan" and config.loss.ebgan_margin > 0) else {}
-    objective = objectives.make_objective(config.loss.gan, **fields)
-    discriminator = models.build_discriminator(
-        config.model.discriminator, config.model.discriminator_kwargs.to_dict(), dtype)
-    d_tx = optim.make_optimizer(config.optimizer, d_schedule)
-  loss = steps.LossConfig(**{f: config.loss[f] for f in steps.LossConfig.__dataclass_fields__})
-  return steps.StepParts(generator=generator, discriminator=discriminator, objective=objective,
-                         g_tx=optim.make_optimizer(config.optimizer, g_schedule), d_tx=d_tx,
-                         loss=loss, ema_decay=config.model.ema_decay,
-                         decode=classification.make_decoder(config, bins),
-                         classification_loss=classification_loss,
-                         pixel_weights=None if prior is None else
-                         classification.rebalanced_pixel_weights(prior))
-
-
-def load_prior(config: ml_collections.ConfigDict, workdir: str) -> quantize.Prior:
-  """The colour prior of the training data (computed once into the workdir).
-
-  It rebalances the cross-entropy of classification configs and, for every config, weights
-  the rebalanced AuC in eval.
-  """
-  return prior_lib.load_or_compute_prior(config, workdir)
-
-
-def _rngs(seed: int) -> tuple[jax.Array, jax.Array]:
-  """(init key, base key of the step): one key per run, folded with the step inside it."""
-  init_rng, step_rng = jax.random.split(jax.random.key(seed))
-  return init_rng, step_rng
-
-
-def _shardings(mesh: jax.sharding.Mesh) -> tuple[NamedSharding, NamedSharding]:
-  """(replicated, batch sharded over the `data` axis)."""
-  return NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-
-
-def create_state(config: ml_collections.ConfigDict, parts: steps.StepParts,
-                 mesh: jax.sharding.Mesh) -> tuple[Any, Any, Any]:
-  """(init function, abstract state, state shardings): parameters replicated on the mesh."""
-  replicated, _ = _shardings(mesh)
-  size = config.data.image_size
-  init = functools.partial(steps.init_state, parts,
-                           image_shape=(config.batch_size, size, size, 3))
-  abstract = jax.eval_shape(init, _rngs(config.seed)[0])
-  state_shardings = jax.tree.map(lambda _: replicated, abstract)
-  return init, abstract, state_shardings
 
 
 # ------------------------------------------------------------------------------------------
@@ -237,7 +137,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps
 
   Holds `<workdir>/train.lock` throughout: a second trainer on the workdir fails at once.
   """
-  validate_config(config)
+  builders.validate_config(config)
   os.makedirs(workdir, exist_ok=True)
   with workdir_lock.hold(workdir, enabled=jax.process_index() == 0):
     return _train_and_evaluate(config, workdir)
@@ -245,7 +145,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps
 
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps.TrainState:
   # --- Setup.
-  validate_config(config)
+  builders.validate_config(config)
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
     _write_config_json(config, workdir)
@@ -254,7 +154,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> step
 
   # --- Mesh: every device of every process on one `data` axis.
   mesh = distributed.make_data_mesh()
-  replicated, batch_sharding = _shardings(mesh)
+  replicated, batch_sharding = builders.shardings(mesh)
   logging.info("mesh %s over %d devices in %d processes", mesh.shape, jax.device_count(),
                jax.process_count())
 
@@ -262,16 +162,11 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> step
   train_iter = iter(pipeline.create_train_dataset(config))
 
   # --- Models and the static parts of the step.
-  parts = make_step_parts(config, load_prior(config, workdir))
+  parts = builders.make_step_parts(config, builders.load_prior(config, workdir))
 
-  # --- State, born sharded.
-  init, abstract_state, state_shardings = create_state(config, parts, mesh)
-  init_rng, step_rng = _rngs(config.seed)
-
-  # --- Step.
-  train_step = jax.jit(functools.partial(steps.train_step, parts, step_rng),
-                       in_shardings=(state_shardings, batch_sharding),
-                       out_shardings=(state_shardings, replicated), donate_argnums=0)
+  # --- State (born sharded) and the jitted step.
+  _, abstract_state, state_shardings = builders.create_state(config, parts, mesh)
+  train_step = builders.make_train_step(config, parts, mesh)
 
   # --- Restore: always resume from the workdir first.
   manager = checkpointing.make_manager(workdir, config.max_checkpoints_to_keep)
@@ -282,7 +177,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> step
                                                      move_damaged=True)
     logging.info("resumed from step %d in %s", int(state.step), workdir)
   else:
-    state = jax.jit(init, out_shardings=state_shardings)(init_rng)
+    state = builders.init_state(config, parts, mesh)
   first_step = int(state.step)
 
   # --- Loop.
@@ -380,7 +275,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, parts: steps.StepP
              with_metrics: bool = True) -> dict[str, float]:
   """Scores the eval split (averaged generator, raw generator and gray baseline), writes JSON,
   scalars and a sample grid of images drawn evenly from across the split."""
-  _, batch_sharding = _shardings(mesh)
+  _, batch_sharding = builders.shardings(mesh)
   eval_step = _jitted_eval_step(parts, batch_sharding)
   sums, count = {}, 0
   fid_scores = FidScores(config.eval.fid_weights) if with_metrics and config.eval.fid_weights \
@@ -459,8 +354,8 @@ class FidScores:
   """FID of the model's and of the gray baseline's colorizations against the ground truth."""
 
   def __init__(self, weights_path: str):
-    self._module, self._params = fid.load_inception(weights_path)
-    self._features = {name: fid.FidAccumulator() for name in ("truth", "model", "gray")}
+    self._module, self._params = inception.load_inception(weights_path)
+    self._features = {name: frechet.FidAccumulator() for name in ("truth", "model", "gray")}
 
   def update(self, images: np.ndarray, pred_rgb: np.ndarray, mask: np.ndarray) -> None:
     images = np.asarray(images)[mask]
@@ -469,13 +364,13 @@ class FidScores:
     sets = {"truth": images.astype(np.float32) / 255.0, "model": np.asarray(pred_rgb)[mask],
             "gray": np.asarray(lab.gray_rgb(images))}
     for name, rgb in sets.items():
-      self._features[name].update(fid.activations(self._module, self._params, jnp.asarray(rgb)))
+      self._features[name].update(inception.activations(self._module, self._params, jnp.asarray(rgb)))
 
   def results(self) -> dict[str, float]:
     # The Cholesky form gives the same distance as pytorch-fid's sqrtm, exactly also for the
     # rank-deficient covariances of small eval sets, in a second instead of a minute.
     truth = self._features["truth"]
-    return {name if name == "fid" else "gray_fid": float(fid.fid_from_accumulators(
+    return {name if name == "fid" else "gray_fid": float(frechet.fid_from_accumulators(
         self._features[key], truth, method="cholesky"))
             for name, key in (("fid", "model"), ("gray_fid", "gray"))}
 
@@ -503,10 +398,10 @@ def _write_eval_json(workdir: str, step: int, count: int, config: ml_collections
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """--mode=eval: restores `config.eval.step` (or the latest) and evaluates it."""
-  validate_config(config)
+  builders.validate_config(config)
   mesh = distributed.make_data_mesh()
-  parts = make_step_parts(config, load_prior(config, workdir))
-  _, abstract_state, state_shardings = create_state(config, parts, mesh)
+  parts = builders.make_step_parts(config, builders.load_prior(config, workdir))
+  _, abstract_state, state_shardings = builders.create_state(config, parts, mesh)
   manager = checkpointing.make_manager(workdir, config.max_checkpoints_to_keep, read_only=True)
   step = manager.latest_step() if config.eval.step < 0 else config.eval.step
   if step is None or step not in manager.all_steps():

@@ -280,7 +280,7 @@ class FlickerMeter:
 
   def add(self, original: np.ndarray, output: np.ndarray, cut: bool = False,
           true_flow: np.ndarray | None = None) -> None:
-    from colorjax import metrics  # pylint: disable=g-import-not-at-top
+    from colorjax.evals import metrics  # pylint: disable=g-import-not-at-top
     orig_lab, out_lab = _lab(original), _lab(output)
     both = jnp.asarray(np.stack([output, original]), jnp.float32) / 255.0
     self.psnrs.append(float(metrics.psnr(both[:1], both[1:])[0]))

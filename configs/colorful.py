@@ -3,7 +3,7 @@
 The Zhang CNN ("zhang_cic") predicts a distribution over Q=261 in-gamut ab bins (grid 10) at 1/4
 resolution, trained with the class-rebalanced cross-entropy (soft-encoding over 5 nearest bins,
 sigma 5; prior smoothed with sigma 5, lambda 0.5) and decoded with the annealed mean (T=0.38).
-The prior is computed over the training data on first use (or `python -m colorjax.prior`) and
+The prior is computed over the training data on first use (or `python -m colorjax.main --mode=prior`) and
 stored as <workdir>/color_prior.npz (every config computes it: eval reports the rebalanced
 AuC). No discriminator. Adam 3e-5 x 10 as in the paper's Caffe
 solver is slow for short runs; 1e-3 with beta1 0.9 trains within minutes here.
@@ -23,7 +23,7 @@ models, but below gray on PSNR and AuC after 1.3 epochs); gray baseline 24.41 dB
 |delta CF| 31.1.
 """
 
-from colorjax import config_base
+from colorjax.core import config_base
 
 
 def get_config(variant: str = ""):

@@ -10,7 +10,7 @@ against (desaturated, averaged colours).
 trains at 26.3 images/s; benchmarks/README.md).
 """
 
-from colorjax import config_base
+from colorjax.core import config_base
 
 
 def get_config(variant: str = ""):

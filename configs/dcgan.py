@@ -10,7 +10,7 @@ Non-saturating vanilla GAN loss; the discriminator scores the whole (L, ab) imag
 trains at 13.9 images/s; benchmarks/README.md).
 """
 
-from colorjax import config_base
+from colorjax.core import config_base
 
 
 def get_config(variant: str = ""):

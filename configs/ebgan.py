@@ -10,7 +10,7 @@ E(real) + max(0, m - E(fake)); G loss E(fake). The margin m defaults to Fabbri &
 trains at 13.2 images/s; benchmarks/README.md).
 """
 
-from colorjax import config_base
+from colorjax.core import config_base
 
 
 def get_config(variant: str = ""):

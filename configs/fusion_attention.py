@@ -27,7 +27,7 @@ accuracy rose from 14% to 21-23% (chance 10%), from the L channel alone; eval on
 images gave PSNR 23.75 dB and AuC 0.899 (gray: 23.95 dB, 0.898). Real runs train for epochs.
 """
 
-from colorjax import config_base
+from colorjax.core import config_base
 
 
 def get_config(variant: str = ""):

@@ -6,7 +6,7 @@
 trains at 12.9 images/s; benchmarks/README.md).
 """
 
-from colorjax import config_base
+from colorjax.core import config_base
 
 
 def get_config(variant: str = ""):

@@ -21,7 +21,7 @@ for image folders; README.md, Data):
 |delta CF| 17.0; gray baseline 24.41 dB, AuC 0.902, |delta CF| 31.1 (docs/quality.md).
 """
 
-from colorjax import config_base
+from colorjax.core import config_base
 
 
 def get_config(variant: str = ""):

@@ -12,7 +12,7 @@ generator average that was mostly initialisation and are withdrawn; the CIFAR-10
 (`--config=configs/pix2pix.py:cifar`, docs/quality.md) has not been rerun for this config.
 """
 
-from colorjax import config_base
+from colorjax.core import config_base
 
 
 def get_config(variant: str = ""):

@@ -9,7 +9,7 @@ target 0.9; Salimans et al. 2016) and 5% label flipping, which keep D from winni
 step trains at 8.6 images/s; benchmarks/README.md).
 """
 
-from colorjax import config_base
+from colorjax.core import config_base
 
 
 def get_config(variant: str = ""):

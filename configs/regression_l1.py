@@ -15,7 +15,7 @@ trains at 24.6 images/s; benchmarks/README.md). The CIFAR-10 recipe (docs/qualit
 (muted), |delta CF| 19.8; gray baseline 24.41 dB, AuC 0.902, |delta CF| 31.1.
 """
 
-from colorjax import config_base
+from colorjax.core import config_base
 
 
 def get_config(variant: str = ""):

@@ -15,7 +15,7 @@ images/s). On 503 CIFAR-10 test images: PSNR 25.31 dB, AuC 0.914, colourfulness 
 18.4; gray baseline 24.41 dB, AuC 0.902, |delta CF| 31.1.
 """
 
-from colorjax import config_base
+from colorjax.core import config_base
 
 
 def get_config(variant: str = ""):

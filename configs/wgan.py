@@ -10,7 +10,7 @@ generator update inside one jitted step, weights clipped to [-0.01, 0.01] after 
 step trains at 6.6 images/s, 5 critic updates per step; benchmarks/README.md).
 """
 
-from colorjax import config_base
+from colorjax.core import config_base
 
 
 def get_config(variant: str = ""):

@@ -12,7 +12,7 @@ Its earlier CIFAR-10 numbers were taken on a generator average that was mostly i
 are withdrawn; the CIFAR-10 recipe (`:cifar`, docs/quality.md) has not been rerun for it.
 """
 
-from colorjax import config_base
+from colorjax.core import config_base
 
 
 def get_config(variant: str = ""):

@@ -2,7 +2,7 @@
 
 Colorizes photos through the public `colorjax.Colorizer` (what colorize, serve and export run)
 and writes one labelled PNG strip, printing a markdown table of PSNR, colourfulness and
-checkerboard energy (colorjax/quality.py) for the averaged weights every command uses, the raw
+checkerboard energy (colorjax/evals/quality.py) for the averaged weights every command uses, the raw
 generator, and the gray baseline.
 
   # The README's main job, on the six scikit-image photos it trained on:
@@ -21,10 +21,10 @@ import sys
 
 import numpy as np
 
-from colorjax import images as images_lib
+from colorjax.data import images as images_lib
 from colorjax import inference
-from colorjax import quality
-from colorjax import visualize
+from colorjax.evals import quality
+from colorjax.evals import visualize
 
 
 def load_photos(source: str, num: int) -> tuple[list[str], list[np.ndarray]]:

@@ -107,7 +107,7 @@ def read_scalars(workdir: str) -> dict[str, dict[int, float]]:
   """{tag: {step: value}} over the event files in time order: a later value of a step wins.
 
   A process killed by SIGKILL can leave a truncated last record; what precedes it is kept.
-  Read without TensorFlow (colorjax.summaries), so these tests run in the core install too.
+  Read without TensorFlow (colorjax.core.summaries), so these tests run in the core install too.
   """
-  from colorjax import summaries
+  from colorjax.core import summaries
   return summaries.read_scalars(workdir)

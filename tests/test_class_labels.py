@@ -15,7 +15,8 @@ from PIL import Image
 from skimage import data
 
 import colorjax
-from colorjax import images, prepare, train
+from colorjax import prepare, train
+from colorjax.data import images
 from colorjax.data import pipeline, sources
 from conftest import tiny_config
 from launch_utils import read_scalars

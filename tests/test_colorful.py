@@ -5,9 +5,9 @@ import os
 
 import numpy as np
 
-from colorjax import prior as prior_lib
+from colorjax.training import classification
 from colorjax import train
-from colorjax.color import quantize
+from colorjax.color import rebalance
 from conftest import tiny_config
 from launch_utils import read_scalars
 
@@ -23,7 +23,7 @@ def test_colorful_trains_with_prior_and_reports_rebalanced_auc(tmp_path):
   workdir = str(tmp_path)
   train.train_and_evaluate(config, workdir)
 
-  prior = quantize.load_prior(os.path.join(workdir, prior_lib.PRIOR_FILENAME))
+  prior = rebalance.load_prior(os.path.join(workdir, classification.PRIOR_FILENAME))
   assert len(prior.bins) == 261
   np.testing.assert_allclose(float(np.sum(prior.prior * prior.weights)), 1.0, rtol=1e-4)
   peak = prior.bins[np.argmax(prior.prior)]
@@ -43,6 +43,6 @@ def test_prior_command_writes_a_prior_peaking_near_neutral(tmp_path):
   config = tiny_config("colorful")
   with config.unlocked():
     config.color.prior_num_images = 6
-  prior = prior_lib.compute_prior(config, progress=False)
+  prior = classification.compute_prior(config, progress=False)
   assert prior.counts.sum() > 0
   assert np.hypot(*prior.bins[np.argmax(prior.prior)]) <= 30

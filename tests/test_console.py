@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from colorjax import console
+from colorjax.core import console
 
 
 def test_progress_lines_off_a_terminal():

@@ -19,8 +19,8 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from colorjax import summaries
-from colorjax import tf_utils
+from colorjax.core import summaries
+from colorjax.core import tf_utils
 from conftest import REPO_ROOT
 import launch_utils
 
@@ -38,7 +38,9 @@ def note(stage):
 
 import colorjax.inference
 note("import colorjax.inference")
-from colorjax import colorize, export, main, preflight, serve, summaries, train
+from colorjax import colorize, export, main, serve, train
+from colorjax.core import summaries
+from colorjax.training import preflight
 note("import train, main, colorize, export, serve")
 
 spec = importlib.util.spec_from_file_location("lsgan", os.path.join(repo, "configs", "lsgan.py"))
@@ -143,7 +145,7 @@ def test_tensorboard_itself_reads_the_event_files(core_run):
 
 
 def test_tensorflow_reads_the_event_files(core_run):
-  """Where TF is installed, its own reader agrees with colorjax.summaries'."""
+  """Where TF is installed, its own reader agrees with colorjax.core.summaries'."""
   tf = pytest.importorskip("tensorflow", reason="compares with TF's reader (tf extra)")
   workdir, _ = core_run
   ours = summaries.read_scalars(workdir)

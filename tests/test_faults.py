@@ -27,11 +27,12 @@ import pytest
 from PIL import Image
 import skimage.data
 
-from colorjax import checkpointing
-from colorjax import distributed
+from colorjax.training import builders
+from colorjax.core import checkpointing
+from colorjax.core import distributed
 from colorjax import inference
 from colorjax import train
-from colorjax import workdir_lock
+from colorjax.core import workdir_lock
 from conftest import REPO_ROOT, tiny_config
 import launch_utils
 
@@ -85,7 +86,7 @@ def _steps(workdir: str) -> list[int]:
 
 def _abstract(config):
   mesh = distributed.make_data_mesh()
-  _, abstract, shardings = train.create_state(config, train.make_step_parts(config), mesh)
+  _, abstract, shardings = builders.create_state(config, builders.make_step_parts(config), mesh)
   return checkpointing.abstract_with_shardings(abstract, shardings)
 
 

@@ -10,7 +10,8 @@ import pytest
 from flax import traverse_util
 from skimage import data, transform
 
-from colorjax import fid
+from colorjax.evals import frechet
+from colorjax.evals import inception
 
 
 def _random_cov(rng: np.random.Generator, dim: int, samples: int) -> np.ndarray:
@@ -28,7 +29,7 @@ def _frechet_direct(mu1, s1, mu2, s2) -> float:
 @pytest.mark.parametrize("method", ["sqrtm", "cholesky"])
 def test_frechet_distance_closed_forms(method):
   # 1-D: (mu1 - mu2)^2 + (sd1 - sd2)^2.
-  got = fid.frechet_distance(np.array([1.0]), np.array([[4.0]]), np.array([-2.0]),
+  got = frechet.frechet_distance(np.array([1.0]), np.array([[4.0]]), np.array([-2.0]),
                              np.array([[9.0]]), method=method)
   assert got == pytest.approx(9.0 + 1.0, abs=1e-9)
   # Diagonal covariances: sum of the per-axis 1-D distances.
@@ -36,7 +37,7 @@ def test_frechet_distance_closed_forms(method):
   v1, v2 = rng.uniform(0.1, 3, 6), rng.uniform(0.1, 3, 6)
   mu1, mu2 = rng.normal(size=6), rng.normal(size=6)
   want = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(v1) - np.sqrt(v2)) ** 2)
-  got = fid.frechet_distance(mu1, np.diag(v1), mu2, np.diag(v2), method=method)
+  got = frechet.frechet_distance(mu1, np.diag(v1), mu2, np.diag(v2), method=method)
   assert got == pytest.approx(want, rel=1e-9)
 
 
@@ -48,23 +49,23 @@ def test_frechet_distance_matches_direct_formula_and_is_symmetric(method, sample
   s1, s2 = _random_cov(rng, dim, samples), _random_cov(rng, dim, samples)
   mu1, mu2 = rng.normal(size=dim), rng.normal(size=dim)
   want = _frechet_direct(mu1, s1, mu2, s2)
-  got = fid.frechet_distance(mu1, s1, mu2, s2, method=method)
+  got = frechet.frechet_distance(mu1, s1, mu2, s2, method=method)
   assert got == pytest.approx(want, rel=1e-6)
-  assert fid.frechet_distance(mu2, s2, mu1, s1, method=method) == pytest.approx(got, rel=1e-6)
-  assert abs(fid.frechet_distance(mu1, s1, mu1, s1, method=method)) < 1e-6 * np.trace(s1)
+  assert frechet.frechet_distance(mu2, s2, mu1, s1, method=method) == pytest.approx(got, rel=1e-6)
+  assert abs(frechet.frechet_distance(mu1, s1, mu1, s1, method=method)) < 1e-6 * np.trace(s1)
 
 
 def test_frechet_distance_rejects_bad_input():
   with pytest.raises(ValueError, match="mismatched"):
-    fid.frechet_distance(np.zeros(3), np.eye(3), np.zeros(4), np.eye(4))
+    frechet.frechet_distance(np.zeros(3), np.eye(3), np.zeros(4), np.eye(4))
   with pytest.raises(ValueError, match="unknown method"):
-    fid.frechet_distance(np.zeros(3), np.eye(3), np.zeros(3), np.eye(3), method="svd")
+    frechet.frechet_distance(np.zeros(3), np.eye(3), np.zeros(3), np.eye(3), method="svd")
 
 
 def test_accumulator_matches_numpy_and_merges():
   rng = np.random.default_rng(1)
   feats = rng.normal(3.0, 2.0, (50, 16)).astype(np.float32)
-  acc, other = fid.FidAccumulator(16), fid.FidAccumulator(16)
+  acc, other = frechet.FidAccumulator(16), frechet.FidAccumulator(16)
   for batch in np.split(feats[:30], 3):
     acc.update(batch)
   other.update(feats[30:])
@@ -76,14 +77,14 @@ def test_accumulator_matches_numpy_and_merges():
   with pytest.raises(ValueError, match=r"\(B, 16\)"):
     acc.update(np.zeros((2, 8)))
   with pytest.raises(ValueError, match="at least 2"):
-    fid.FidAccumulator(16).statistics()
+    frechet.FidAccumulator(16).statistics()
 
 
 @pytest.fixture(scope="module")
 def weights_file(tmp_path_factory) -> tuple[str, dict]:
-  params = fid.init_params(seed=0)
+  params = inception.init_params(seed=0)
   path = str(tmp_path_factory.mktemp("fid") / "inception.npz")
-  fid.save_params(path, params)
+  inception.save_params(path, params)
   return path, params
 
 
@@ -93,8 +94,8 @@ def _flat_numpy(params) -> dict[str, np.ndarray]:
 
 def test_save_load_round_trip(weights_file):
   path, params = weights_file
-  module, loaded = fid.load_inception(path)
-  assert isinstance(module, fid.InceptionV3)
+  module, loaded = inception.load_inception(path)
+  assert isinstance(module, inception.InceptionV3)
   want, got = _flat_numpy(params), _flat_numpy(loaded)
   assert set(got) == set(want) and len(got) == 470
   for name in want:
@@ -111,13 +112,13 @@ def test_load_errors_name_the_array(weights_file, tmp_path):
   np.savez(tmp_path / "shape.npz", **bad)
   shapes = r"shape \(1, 5, 160, 160\), expected \(1, 7, 160, 160\)"
   with pytest.raises(ValueError, match=f"{victim}.*{shapes}"):
-    fid.load_inception(str(tmp_path / "shape.npz"))
+    inception.load_inception(str(tmp_path / "shape.npz"))
   del bad[victim]
   np.savez(tmp_path / "missing.npz", **bad)
   with pytest.raises(ValueError, match=f"missing 1 .*{victim}"):
-    fid.load_inception(str(tmp_path / "missing.npz"))
+    inception.load_inception(str(tmp_path / "missing.npz"))
   with pytest.raises(FileNotFoundError, match="convert"):
-    fid.load_inception(str(tmp_path / "nope.npz"))
+    inception.load_inception(str(tmp_path / "nope.npz"))
 
 
 def test_convert_torch_state_dict(weights_file):
@@ -132,47 +133,47 @@ def test_convert_torch_state_dict(weights_file):
         value.transpose(3, 2, 0, 1) if leaf == "kernel" else value)
     if leaf == "var":
       state[".".join(prefix + ["num_batches_tracked"])] = np.array(0)
-  got = _flat_numpy(fid.convert_torch_state_dict(state))
+  got = _flat_numpy(inception.convert_torch_state_dict(state))
   for name, value in _flat_numpy(params).items():
     np.testing.assert_array_equal(got[name], value)
   with pytest.raises(ValueError, match="Mixed_5b.extra.weight"):
-    fid.convert_torch_state_dict({**state, "Mixed_5b.extra.weight": np.zeros(3)})
+    inception.convert_torch_state_dict({**state, "Mixed_5b.extra.weight": np.zeros(3)})
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is not None,
                     reason="only checks the message shown when torch is absent")
 def test_convert_cli_without_torch_explains(tmp_path):
   with pytest.raises(ImportError, match="needs torch"):
-    fid.main(["convert", "--from", str(tmp_path / "x.pth"), "--to", str(tmp_path / "y.npz")])
+    inception.main(["convert", "--from", str(tmp_path / "x.pth"), "--to", str(tmp_path / "y.npz")])
 
 
 def test_fid_of_random_network(weights_file):
   """Features of a reloaded random network: FID(x, x) = 0 and FID(photos, their gray) > 0."""
-  module, params = fid.load_inception(weights_file[0])
+  module, params = inception.load_inception(weights_file[0])
   photos = np.stack([transform.resize(getattr(data, n)(), (64, 64), anti_aliasing=True)
                      for n in ("astronaut", "chelsea", "coffee", "rocket")]).astype(np.float32)
   gray = np.repeat(photos.mean(-1, keepdims=True), 3, axis=-1)
   # Same batch shape in every call: one compilation.
-  feats = np.concatenate([np.asarray(fid.activations(module, params, x)) for x in (photos, gray)])
-  assert feats.shape == (8, fid.FEATURE_DIM) and np.isfinite(feats).all()
+  feats = np.concatenate([np.asarray(inception.activations(module, params, x)) for x in (photos, gray)])
+  assert feats.shape == (8, frechet.FEATURE_DIM) and np.isfinite(feats).all()
   assert feats.std() > 1e-2  # Non-degenerate features, else the FID checks prove nothing.
-  color, mono = fid.FidAccumulator(), fid.FidAccumulator()
+  color, mono = frechet.FidAccumulator(), frechet.FidAccumulator()
   color.update(feats[:2])
   color.update(feats[2:4])  # Streaming in two batches.
   mono.update(feats[4:])
   mu_c, s_c = color.statistics()
-  self_fid = fid.frechet_distance(mu_c, s_c, mu_c, s_c, method="cholesky")
-  cross = fid.fid_from_accumulators(color, mono, method="cholesky")
+  self_fid = frechet.frechet_distance(mu_c, s_c, mu_c, s_c, method="cholesky")
+  cross = frechet.fid_from_accumulators(color, mono, method="cholesky")
   assert abs(self_fid) < 1e-6 * np.trace(s_c)
   assert cross > 1e-3 * np.trace(s_c)
   # Batch composition must not change an image's features (no cross-image state in the net).
-  mixed = np.asarray(fid.activations(module, params, np.concatenate([photos[2:], gray[:2]])))
+  mixed = np.asarray(inception.activations(module, params, np.concatenate([photos[2:], gray[:2]])))
   np.testing.assert_allclose(mixed, feats[[2, 3, 4, 5]], rtol=1e-4, atol=1e-5)
 
 
 def test_feature_map_sizes_match_inception_v3():
   """Any input is resized to 299 x 299, where the blocks have Inception-v3's published sizes."""
-  module = fid.InceptionV3()
+  module = inception.InceptionV3()
   params = jax.eval_shape(module.init, jax.random.PRNGKey(0),
                           jax.ShapeDtypeStruct((1, 64, 64, 3), np.float32))
   _, state = jax.eval_shape(
@@ -183,4 +184,4 @@ def test_feature_map_sizes_match_inception_v3():
           "Mixed_6e": (17, 17, 768), "Mixed_7a": (8, 8, 1280), "Mixed_7c": (8, 8, 2048)}
   for name, shape in want.items():
     assert inter[name]["__call__"][0].shape == (1, *shape), name
-  assert inter["__call__"][0].shape == (1, fid.FEATURE_DIM)
+  assert inter["__call__"][0].shape == (1, frechet.FEATURE_DIM)

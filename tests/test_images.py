@@ -1,4 +1,4 @@
-"""Tests for colorjax.images: decoding odd files, listing folders, hash splits."""
+"""Tests for colorjax.data.images: decoding odd files, listing folders, hash splits."""
 
 import io
 import os
@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, ImageFile
 from skimage import data
 
-from colorjax import images
+from colorjax.data import images
 
 
 def encode(img: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -254,7 +254,7 @@ def test_hash_split_same_in_other_process():
   # Python's hash() is salted per process; hash_split must not depend on it.
   paths = [f"dir/{i}.png" for i in range(200)]
   here = "".join(images.hash_split(p, 50)[0] for p in paths)
-  code = ("from colorjax import images; print(''.join(images.hash_split(f'dir/{i}.png', 50)[0]"
+  code = ("from colorjax.data import images; print(''.join(images.hash_split(f'dir/{i}.png', 50)[0]"
           " for i in range(200)))")
   env = dict(os.environ, PYTHONHASHSEED="12345")
   there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

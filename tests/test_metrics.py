@@ -1,4 +1,4 @@
-"""Tests for colorjax.metrics against scikit-image and numpy reference formulas."""
+"""Tests for colorjax.evals.metrics against scikit-image and numpy reference formulas."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from skimage import data, metrics as skm, transform
 
-from colorjax import metrics
+from colorjax.evals import metrics
 from colorjax.color import lab
 
 

@@ -1,6 +1,5 @@
 """Numerics: a non-finite loss stops training with the last good checkpoint kept; bf16 compute."""
 
-import functools
 import os
 
 import jax
@@ -9,9 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from colorjax import checkpointing
-from colorjax import distributed
-from colorjax import steps
+from colorjax.training import builders
+from colorjax.core import checkpointing
+from colorjax.core import distributed
 from colorjax import train
 from conftest import tiny_config
 from test_train import photo_batch
@@ -38,7 +37,7 @@ def test_non_finite_loss_names_step_and_term_and_keeps_the_last_good_checkpoint(
   entries = os.listdir(os.path.join(workdir, "checkpoints"))
   assert entries == ["1"], entries
   mesh = distributed.make_data_mesh()
-  _, abstract_state, shardings = train.create_state(config, train.make_step_parts(config), mesh)
+  _, abstract_state, shardings = builders.create_state(config, builders.make_step_parts(config), mesh)
   manager = checkpointing.make_manager(workdir, 3, read_only=True)
   state = checkpointing.restore(manager, 1, checkpointing.abstract_with_shardings(
       abstract_state, shardings), None)
@@ -51,13 +50,10 @@ def _first_step(dtype: str, batch: np.ndarray):
   with config.unlocked():
     config.dtype = dtype
   mesh = Mesh(np.array(jax.devices()[:1]), ("data",))
-  parts = train.make_step_parts(config)
-  init, _, shardings = train.create_state(config, parts, mesh)
-  init_rng, step_rng = train._rngs(config.seed)
-  state = jax.jit(init, out_shardings=shardings)(init_rng)
-  step = jax.jit(functools.partial(steps.train_step, parts, step_rng),
-                 in_shardings=(shardings, NamedSharding(mesh, P("data"))))
-  return step(state, {"image": batch})
+  parts = builders.make_step_parts(config)
+  state = builders.init_state(config, parts, mesh)
+  step = builders.make_train_step(config, parts, mesh)
+  return step(state, {"image": jax.device_put(batch, NamedSharding(mesh, P("data")))})
 
 
 def test_bfloat16_computes_in_bf16_keeps_float32_state_and_close_losses():

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from colorjax import objectives
+from colorjax.training import objectives
 from colorjax.models import build_discriminator
 
 BIG = 30.0  # A logit this large is a "perfect" sigmoid decision to float32 precision.

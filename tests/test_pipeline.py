@@ -18,7 +18,9 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from colorjax import checkpointing, images, prepare, train
+from colorjax import prepare, train
+from colorjax.core import checkpointing
+from colorjax.data import images
 from colorjax.data import pipeline, sources
 from conftest import CIFAR10_DIR, tiny_config
 

@@ -18,9 +18,9 @@ import re
 import jax
 import numpy as np
 
-from colorjax import checkpointing
-from colorjax import distributed
-from colorjax import train
+from colorjax.training import builders
+from colorjax.core import checkpointing
+from colorjax.core import distributed
 from conftest import tiny_config
 import launch_utils
 
@@ -58,7 +58,7 @@ def _checkpoint_dir_entries(workdir: str) -> tuple[list[int], list[str]]:
 def _restore_all(config, workdir: str, steps: list[int]) -> None:
   """Orbax restores every complete checkpoint, at the step it is named after."""
   mesh = distributed.make_data_mesh()
-  _, abstract_state, shardings = train.create_state(config, train.make_step_parts(config), mesh)
+  _, abstract_state, shardings = builders.create_state(config, builders.make_step_parts(config), mesh)
   abstract = checkpointing.abstract_with_shardings(abstract_state, shardings)
   manager = checkpointing.make_manager(workdir, config.max_checkpoints_to_keep, read_only=True)
   assert list(manager.all_steps()) == steps, (manager.all_steps(), steps)

@@ -7,8 +7,8 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from colorjax import preflight
-from colorjax.errors import UserError
+from colorjax.training import preflight
+from colorjax.core.errors import UserError
 from conftest import tiny_config
 
 
@@ -78,7 +78,7 @@ def test_batches_against_the_device_count(tmp_path):  # conftest: 8 simulated de
 def test_disk_space_for_one_checkpoint(tmp_path, monkeypatch):
   config = config_with()
   state = preflight.check_model(config)
-  from colorjax import checkpointing
+  from colorjax.core import checkpointing
   needed = checkpointing.state_nbytes(state)
   assert needed > 100_000  # The tiny U-Net + PatchGAN with Adam states: hundreds of KB.
   usage = collections.namedtuple("usage", "total used free")

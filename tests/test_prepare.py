@@ -18,7 +18,8 @@ tf = pytest.importorskip("tensorflow", reason="prepare writes TFDS datasets with
 from PIL import Image
 from skimage import data
 
-from colorjax import images, prepare
+from colorjax import prepare
+from colorjax.data import images
 
 tf.config.set_visible_devices([], "GPU")
 import tensorflow_datasets as tfds  # noqa: E402  (after hiding GPUs)

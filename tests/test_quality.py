@@ -32,14 +32,14 @@ import pytest
 import skimage.data
 from PIL import Image
 
+from colorjax.training import builders
 from colorjax import colorize
 from colorjax import export
 from colorjax import inference
-from colorjax import metrics
-from colorjax import quality
+from colorjax.evals import metrics
+from colorjax.evals import quality
 from colorjax import serve
-from colorjax import steps
-from colorjax import train
+from colorjax.training import steps
 from conftest import REPO_ROOT
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
@@ -85,7 +85,7 @@ def test_colorizes_its_training_photos(colorizer, name):
 def test_no_checkerboard_where_the_initial_generator_has_one(workdir, colorizer):
   raw = inference.Colorizer.from_workdir(workdir, weights="raw")
   config = inference.load_config(workdir)
-  parts = train.make_step_parts(config)
+  parts = builders.make_step_parts(config)
   init = steps.init_state(parts, jax.random.key(config.seed), (1, 32, 32, 3))
   initial = inference.Colorizer(config, parts.generator, parts.decode, init.ema, step=0)
   mean = lambda c: np.mean([quality.score_photo(c, photo(name)).checkerboard for name in PHOTOS])
@@ -122,10 +122,10 @@ def test_same_pixels_through_every_consumer(workdir, colorizer, tmp_path):
 
   # Eval: the trainer's eval step on the restored state.
   config = inference.load_config(workdir)
-  parts = train.make_step_parts(config)
+  parts = builders.make_step_parts(config)
   mesh = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
-  _, abstract, shardings = train.create_state(config, parts, mesh)
-  from colorjax import checkpointing
+  _, abstract, shardings = builders.create_state(config, parts, mesh)
+  from colorjax.core import checkpointing
   manager = checkpointing.make_manager(workdir, 1, read_only=True)
   state = checkpointing.restore(manager, manager.latest_step(),
                                 checkpointing.abstract_with_shardings(abstract, shardings), None)

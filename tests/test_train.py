@@ -1,6 +1,5 @@
 """End-to-end trainer: one step, sharding, checkpoints, exact resume, eval and config errors."""
 
-import functools
 import glob
 import json
 import os
@@ -15,7 +14,8 @@ import pytest
 from PIL import Image
 import skimage.data
 
-from colorjax import steps
+from colorjax.training import builders
+from colorjax.training import steps
 from colorjax import train
 from conftest import REPO_ROOT, tiny_config
 from launch_utils import read_scalars
@@ -53,12 +53,9 @@ def test_train_writes_checkpoints_events_samples_and_eval(tmp_path, tiny_lsgan_c
 
 def _run_step_on(devices, config, batch):
   mesh = Mesh(np.array(devices), ("data",))
-  parts = train.make_step_parts(config)
-  init, _, shardings = train.create_state(config, parts, mesh)
-  init_rng, step_rng = train._rngs(config.seed)
-  state = jax.jit(init, out_shardings=shardings)(init_rng)
-  step = jax.jit(functools.partial(steps.train_step, parts, step_rng),
-                 in_shardings=(shardings, NamedSharding(mesh, P("data"))))
+  parts = builders.make_step_parts(config)
+  state = builders.init_state(config, parts, mesh)
+  step = builders.make_train_step(config, parts, mesh)
   for _ in range(2):
     state, metrics = step(state, {"image": jax.device_put(batch, NamedSharding(mesh, P("data")))})
   return jax.device_get(metrics), jax.device_get(state.g.params)
@@ -110,9 +107,9 @@ def test_eval_mode_restores_and_writes_metrics_json(tmp_path, tiny_lsgan_config)
 
 
 def test_eval_reports_fid_with_user_supplied_inception_weights(tmp_path, tiny_lsgan_config):
-  from colorjax import fid
+  from colorjax.evals import inception
   weights = str(tmp_path / "inception.npz")
-  fid.save_params(weights, fid.init_params(seed=0))  # Random weights, in the real file format.
+  inception.save_params(weights, inception.init_params(seed=0))  # Random weights, in the real file format.
   workdir = str(tmp_path / "run")
   train.train_and_evaluate(tiny_lsgan_config, workdir)
   with tiny_lsgan_config.unlocked():
@@ -143,7 +140,7 @@ def test_unknown_generator_lists_valid_names(tiny_lsgan_config):
   with tiny_lsgan_config.unlocked():
     tiny_lsgan_config.model.generator = "unet3000"
   with pytest.raises(ValueError, match="valid names: .*unet"):
-    train.validate_config(tiny_lsgan_config)
+    builders.validate_config(tiny_lsgan_config)
 
 
 def test_missing_tfds_dataset_names_dataset_dir_and_folder_option(tmp_path, tiny_lsgan_config):

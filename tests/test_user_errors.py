@@ -10,7 +10,7 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from colorjax import images
+from colorjax.data import images
 from conftest import REPO_ROOT
 from launch_utils import cpu_env
 
@@ -121,7 +121,7 @@ def test_help_names_the_configs_and_the_way_to_list_keys():
 def test_every_flag_has_help_and_shows_its_default(module, parse, monkeypatch):
   import argparse
   import importlib
-  from colorjax import cli
+  from colorjax.core import cli
   parsers = []
 
   def capture(self, args=None, namespace=None):

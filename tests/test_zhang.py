@@ -9,7 +9,7 @@ import optax
 import pytest
 from skimage import data, transform
 
-from colorjax.color import lab, quantize
+from colorjax.color import decode, gamut, lab, rebalance, soft_encoding
 from colorjax.models import build_generator, zhang
 
 
@@ -33,7 +33,7 @@ def _init_key() -> jax.Array:
 
 @pytest.fixture(scope="module")
 def bins() -> np.ndarray:
-  return quantize.gamut_bins(10)
+  return gamut.gamut_bins(10)
 
 
 @pytest.fixture(scope="module")
@@ -74,9 +74,9 @@ def test_paper_widths_and_bfloat16():
 
 def test_a_few_adam_steps_lower_the_rebalanced_loss_on_photos(model_and_variables, bins):
   photos = _photos(32)
-  prior = quantize.estimate_prior([photos], bins)
+  prior = rebalance.estimate_prior([photos], bins)
   l, ab_norm = lab.uint8_to_model_inputs(jnp.asarray(photos))
-  ab_target = quantize.area_downsample(lab.denormalize_ab(ab_norm), zhang.logits_size((32, 32)))
+  ab_target = soft_encoding.area_downsample(lab.denormalize_ab(ab_norm), zhang.logits_size((32, 32)))
   class_weights = jnp.asarray(prior.weights)
 
   model, variables = model_and_variables
@@ -85,7 +85,7 @@ def test_a_few_adam_steps_lower_the_rebalanced_loss_on_photos(model_and_variable
   def loss_fn(params, batch_stats):
     out, updates = model.apply({"params": params, "batch_stats": batch_stats}, l, train=True,
                                mutable=["batch_stats"])
-    loss = quantize.rebalanced_cross_entropy(out["logits"], ab_target, bins, class_weights)
+    loss = soft_encoding.rebalanced_cross_entropy(out["logits"], ab_target, bins, class_weights)
     return loss, updates["batch_stats"]
 
   @jax.jit
@@ -104,7 +104,7 @@ def test_a_few_adam_steps_lower_the_rebalanced_loss_on_photos(model_and_variable
   assert np.all(np.isfinite(losses))
   # Five photos are easy to fit: eight steps must cut the loss by a fifth.
   assert float(final) < 0.8 * losses[0], losses
-  ab = quantize.logits_to_ab_norm(
+  ab = decode.logits_to_ab_norm(
       model.apply({"params": params, "batch_stats": batch_stats}, l, train=False)["logits"],
       bins, (32, 32))
   assert ab.shape == ab_norm.shape

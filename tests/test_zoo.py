@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from colorjax import objectives
+from colorjax.training import objectives
 from colorjax.color.lab import uint8_to_model_inputs
 from colorjax.models import DISCRIMINATORS, GENERATORS, build_discriminator, build_generator
 from colorjax.models import fusion, layers

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 from PIL import Image
 
-from colorjax import images
+from colorjax.data import images
 from colorjax.data import sources
 
 

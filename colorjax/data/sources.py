@@ -21,8 +21,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from colorjax import images
-from colorjax.registry import Registry
+from colorjax.data import images
+from colorjax.core.registry import Registry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,7 +186,7 @@ def _abridged(text: str, head: int = 3, tail: int = 4) -> str:
 
 def _tfds_source(name: str, split: str, data_dir: str | None,
                  how_to_get: str | None) -> Sequence[Any]:
-  from colorjax import tf_utils  # TFDS is an extra: imported only for a TFDS dataset name.
+  from colorjax.core import tf_utils  # TFDS is an extra: imported only for a TFDS dataset name.
   tfds = tf_utils.import_tfds(f"dataset {name!r} (not a folder: a TFDS name)")
   try:
     return tfds.data_source(name, split=split, data_dir=data_dir, download=False)

@@ -22,7 +22,7 @@ from typing import Any, Mapping
 
 import flax.linen as nn
 
-from colorjax.registry import Registry
+from colorjax.core.registry import Registry
 
 GENERATORS: Registry[type[nn.Module]] = Registry("generator")
 DISCRIMINATORS: Registry[type[nn.Module]] = Registry("discriminator")

@@ -7,8 +7,8 @@ to widen the receptive field without losing resolution, and block 8 opens with a
 transposed conv back to 1/4 resolution. Two heads read block 8:
 
 * `"logits"`: a 1x1 conv to `num_bins` classes at 1/4 resolution, trained with
-  `colorjax.color.quantize.rebalanced_cross_entropy` against area-downsampled ab targets and
-  decoded with `quantize.logits_to_ab_norm` (annealed mean) at test time.
+  `colorjax.color.soft_encoding.rebalanced_cross_entropy` against area-downsampled ab targets and
+  decoded with `decode.logits_to_ab_norm` (annealed mean) at test time.
 * `"ab"`: a 1x1 conv to 2 channels, tanh, bilinearly upsampled to the input size, so the model
   also keeps the generic generator contract (normalised ab in [-1, 1]) for regression losses.
 

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from colorjax import inference
-from colorjax import metrics
+from colorjax.evals import metrics
 from colorjax.color import lab
 
 

@@ -15,8 +15,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from colorjax import metrics as metrics_lib
-from colorjax import objectives
+from colorjax.evals import metrics as metrics_lib
+from colorjax.training import objectives
 from colorjax.color import lab
 
 PyTree = Any
@@ -148,7 +148,7 @@ def image_class_loss(class_logits: jax.Array,
                      labels: jax.Array) -> tuple[jax.Array, jax.Array]:
   """(mean softmax cross-entropy, accuracy) of the generator's image-level class logits.
 
-  `train.validate_config` and `pipeline.check_labels` ensure, before anything is traced, that a
+  `builders.validate_config` and `pipeline.check_labels` ensure, before anything is traced, that a
   config with `loss.class_weight > 0` has a classifier of the dataset's size and labels.
   """
   logits = class_logits.astype(jnp.float32)

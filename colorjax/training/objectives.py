@@ -31,7 +31,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from colorjax.registry import Registry
+from colorjax.core.registry import Registry
 
 Array = jax.Array
 PyTree = Any

@@ -56,7 +56,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.model.ema_decay = 0.999  # Generator EMA used for eval and colorize; 0 turns it off.
 
   c.loss = ml_collections.ConfigDict()
-  c.loss.gan = "lsgan"  # An objective from colorjax/objectives.py, or "none".
+  c.loss.gan = "lsgan"  # An objective from colorjax/training/objectives.py, or "none".
   c.loss.gan_weight = 1.0
   c.loss.l1_weight = 100.0
   c.loss.l2_weight = 0.0
@@ -85,12 +85,12 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.color = ml_collections.ConfigDict()
   c.color.grid = 10  # ab bin size for classification (Zhang et al.).
   c.color.bins_path = ""  # Optional (Q, 2) .npy of bin centres, e.g. Zhang's 313 bins.
-  c.color.prior_path = ""  # Class-rebalancing prior (.npz from `python -m colorjax.prior`).
+  c.color.prior_path = ""  # Class-rebalancing prior (.npz from `python -m colorjax.main --mode=prior`).
   c.color.num_neighbors = 5  # Soft-encoding: k nearest bins.
   c.color.sigma = 5.0
   c.color.rebalance_lambda = 0.5
   c.color.temperature = 0.38  # Annealed-mean decoding.
-  c.color.decode = "regression"  # regression | annealed_mean | mode | mean (colorjax/classification.py).
+  c.color.decode = "regression"  # regression | annealed_mean | mode | mean (colorjax/training/classification.py).
   c.color.prior_num_images = 2000  # Training images the colour prior is estimated from (-1 = all).
 
   c.eval = ml_collections.ConfigDict()

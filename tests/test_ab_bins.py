@@ -1,4 +1,4 @@
-"""Tests for colorjax.color.quantize: bins, soft encoding, loss, decoding and the colour prior."""
+"""Tests for colorjax.color.{gamut,soft_encoding,decode,rebalance}: bins, soft encoding, loss, decoding and the colour prior."""
 
 from __future__ import annotations
 
@@ -9,14 +9,17 @@ import pytest
 from scipy.spatial import cKDTree
 from skimage import color, data, transform
 
-from colorjax.color import quantize
+from colorjax.color import decode
+from colorjax.color import gamut
+from colorjax.color import rebalance
+from colorjax.color import soft_encoding
 
 GRID = 10
 
 
 @pytest.fixture(scope="module")
 def bins() -> np.ndarray:
-  return quantize.gamut_bins(GRID)
+  return gamut.gamut_bins(GRID)
 
 
 def _photos(size: int) -> np.ndarray:
@@ -47,15 +50,15 @@ def test_gamut_bins_are_the_rounded_cells_of_srgb(bins):
   assert [tuple(b) for b in bins] == sorted(tuple(b) for b in bins)
   # Neutral gray's cell and the extreme chromas of green (a ~ -86) and blue (b ~ -108).
   assert {(0.0, 0.0), (-90.0, 80.0), (80.0, -110.0)} <= {tuple(b) for b in bins.tolist()}
-  assert quantize.gamut_bins(GRID) is bins  # Cached.
-  assert len(quantize.gamut_bins(20)) < len(bins)
+  assert gamut.gamut_bins(GRID) is bins  # Cached.
+  assert len(gamut.gamut_bins(20)) < len(bins)
 
 
 def test_every_srgb_color_is_within_half_a_cell_diagonal_of_a_bin(bins):
   half_diagonal = GRID * np.sqrt(2) / 2
   tree = cKDTree(bins.astype(np.float64))
   farthest = 0.0
-  for ab in quantize.srgb_gamut_ab():
+  for ab in gamut.srgb_gamut_ab():
     distance, _ = tree.query(ab, k=1)
     farthest = max(farthest, distance.max())
   assert farthest <= half_diagonal
@@ -65,7 +68,7 @@ def test_every_srgb_color_is_within_half_a_cell_diagonal_of_a_bin(bins):
 
 def test_soft_encode_sums_to_one_and_peaks_at_the_nearest_bin(bins):
   ab = _ab(_photos(32)[:2])
-  indices, weights = jax.jit(quantize.soft_encode, static_argnums=2)(
+  indices, weights = jax.jit(soft_encoding.soft_encode, static_argnums=2)(
       jnp.asarray(ab, jnp.float32), bins, 5)
   assert indices.shape == weights.shape == ab.shape[:-1] + (5,)
   np.testing.assert_allclose(np.asarray(weights).sum(-1), 1.0, rtol=1e-5)
@@ -82,7 +85,7 @@ def test_soft_encode_sums_to_one_and_peaks_at_the_nearest_bin(bins):
 def test_soft_encode_weights_are_normalised_gaussians(bins):
   ab = np.array([[23.4, -41.7], [0.0, 0.0], [-80.2, 75.3]])
   sigma = 5.0
-  indices, weights = quantize.soft_encode(jnp.asarray(ab, jnp.float32), bins, 5, sigma)
+  indices, weights = soft_encoding.soft_encode(jnp.asarray(ab, jnp.float32), bins, 5, sigma)
   order, d2 = _nearest_numpy(ab, bins)
   gauss = np.exp(-d2[:, :5] / (2 * sigma ** 2))
   np.testing.assert_allclose(np.asarray(weights), gauss / gauss.sum(-1, keepdims=True),
@@ -93,20 +96,20 @@ def test_soft_encode_weights_are_normalised_gaussians(bins):
 def test_area_downsample_matches_block_means():
   rng = np.random.default_rng(0)
   ab = rng.normal(size=(2, 16, 24, 2)).astype(np.float32)
-  got = quantize.area_downsample(jnp.asarray(ab), (4, 6))
+  got = soft_encoding.area_downsample(jnp.asarray(ab), (4, 6))
   expected = transform.downscale_local_mean(ab, (1, 4, 4, 1))
   np.testing.assert_allclose(np.asarray(got), expected, atol=1e-6)
   with pytest.raises(ValueError, match="must divide"):
-    quantize.area_downsample(jnp.asarray(ab), (5, 6))
+    soft_encoding.area_downsample(jnp.asarray(ab), (5, 6))
 
 
 def test_rebalanced_cross_entropy_matches_a_dense_reference(bins):
   rng = np.random.default_rng(1)
   ab = _ab(_photos(32)[:2])
-  ab_small = np.asarray(quantize.area_downsample(jnp.asarray(ab, jnp.float32), (8, 8)))
+  ab_small = np.asarray(soft_encoding.area_downsample(jnp.asarray(ab, jnp.float32), (8, 8)))
   logits = rng.normal(size=ab_small.shape[:-1] + (len(bins),)).astype(np.float32)
   class_weights = rng.uniform(0.2, 5.0, size=len(bins)).astype(np.float32)
-  loss = jax.jit(quantize.rebalanced_cross_entropy, static_argnums=(4, 5))(
+  loss = jax.jit(soft_encoding.rebalanced_cross_entropy, static_argnums=(4, 5))(
       logits, ab_small, bins, class_weights, 5, 5.0)
   # Dense reference: the soft target over all Q bins, built in numpy.
   order, d2 = _nearest_numpy(ab_small.astype(np.float64), bins)
@@ -116,30 +119,30 @@ def test_rebalanced_cross_entropy_matches_a_dense_reference(bins):
   log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
   expected = np.mean(class_weights[order[..., 0]] * -(target * log_probs).sum(-1))
   np.testing.assert_allclose(float(loss), expected, rtol=1e-4)
-  unweighted = quantize.rebalanced_cross_entropy(logits, ab_small, bins, None)
+  unweighted = soft_encoding.rebalanced_cross_entropy(logits, ab_small, bins, None)
   np.testing.assert_allclose(float(unweighted), np.mean(-(target * log_probs).sum(-1)),
                              rtol=1e-4)
   with pytest.raises(ValueError, match="area_downsample"):
-    quantize.rebalanced_cross_entropy(logits, ab, bins, class_weights)
+    soft_encoding.rebalanced_cross_entropy(logits, ab, bins, class_weights)
 
 
 def test_annealed_mean_interpolates_between_mode_and_mean(bins):
   rng = np.random.default_rng(2)
   logits = jnp.asarray(rng.normal(scale=2.0, size=(3, 4, len(bins))), jnp.float32)
-  mode = quantize.decode_mode(logits, bins)
-  mean = quantize.decode_mean(logits, bins)
-  np.testing.assert_array_equal(np.asarray(quantize.annealed_mean(logits, bins, 0)), mode)
-  np.testing.assert_allclose(np.asarray(quantize.annealed_mean(logits, bins, 1e-5)), mode,
+  mode = decode.decode_mode(logits, bins)
+  mean = decode.decode_mean(logits, bins)
+  np.testing.assert_array_equal(np.asarray(decode.annealed_mean(logits, bins, 0)), mode)
+  np.testing.assert_allclose(np.asarray(decode.annealed_mean(logits, bins, 1e-5)), mode,
                              atol=1e-3)
-  np.testing.assert_allclose(np.asarray(quantize.annealed_mean(logits, bins, 1.0)), mean,
+  np.testing.assert_allclose(np.asarray(decode.annealed_mean(logits, bins, 1.0)), mean,
                              atol=1e-4)
   probs = np.exp(np.asarray(logits, np.float64))
   probs /= probs.sum(-1, keepdims=True)
   np.testing.assert_allclose(np.asarray(mean), probs @ bins, atol=1e-3)
   # The default temperature lands strictly between the two (farther from 0 than the mean).
-  annealed = np.asarray(jax.jit(quantize.annealed_mean)(logits, bins))
+  annealed = np.asarray(jax.jit(decode.annealed_mean)(logits, bins))
   assert np.all(np.linalg.norm(annealed, axis=-1) > np.linalg.norm(mean, axis=-1))
-  image = quantize.logits_to_ab_norm(logits[None, :, :3], bins, (6, 12))
+  image = decode.logits_to_ab_norm(logits[None, :, :3], bins, (6, 12))
   assert image.shape == (1, 6, 12, 2)
 
 
@@ -147,21 +150,21 @@ def test_rebalancing_weights_have_unit_expectation_under_the_prior():
   rng = np.random.default_rng(3)
   p = rng.dirichlet(np.full(261, 0.3)).astype(np.float32)
   for lam in (0.0, 0.5, 0.9):
-    w = np.asarray(quantize.rebalancing_weights(p, lam))
+    w = np.asarray(rebalance.rebalancing_weights(p, lam))
     np.testing.assert_allclose((p * w).sum(), 1.0, rtol=1e-5)
     # Rare colours weigh more.
     assert np.all(np.diff(w[np.argsort(p)]) <= 1e-5)
-  np.testing.assert_allclose(quantize.rebalancing_weights(p, 1.0), 1.0, rtol=1e-5)
+  np.testing.assert_allclose(rebalance.rebalancing_weights(p, 1.0), 1.0, rtol=1e-5)
 
 
 def test_a_one_colour_dataset_concentrates_the_prior_on_its_bin(bins):
   rgb = np.array([230, 120, 30], np.uint8)
   images = np.broadcast_to(rgb, (3, 8, 8, 3))
-  counts = jax.jit(quantize.accumulate_bin_counts)(jnp.zeros(len(bins)), images, bins)
+  counts = jax.jit(rebalance.accumulate_bin_counts)(jnp.zeros(len(bins)), images, bins)
   expected_bin = np.argmin(((bins - _ab(rgb[None, None])[0, 0]) ** 2).sum(-1))
   np.testing.assert_array_equal(np.nonzero(np.asarray(counts))[0], [expected_bin])
   assert counts[expected_bin] == images.size // 3
-  prior = quantize.smooth_prior(quantize.prior_from_counts(counts), bins)
+  prior = rebalance.smooth_prior(rebalance.prior_from_counts(counts), bins)
   np.testing.assert_allclose(float(prior.sum()), 1.0, rtol=1e-5)
   assert int(np.argmax(prior)) == expected_bin
   # Smoothing spreads mass only to the neighbouring cells (sigma 5 vs a grid of 10).
@@ -172,14 +175,14 @@ def test_a_one_colour_dataset_concentrates_the_prior_on_its_bin(bins):
 def test_grayscale_images_do_not_count(bins):
   gray = np.repeat(np.linspace(0, 255, 64, dtype=np.uint8).reshape(1, 8, 8, 1), 3, axis=-1)
   colour = np.broadcast_to(np.array([30, 90, 200], np.uint8), (1, 8, 8, 3))
-  counts = quantize.accumulate_bin_counts(jnp.zeros(len(bins)),
+  counts = rebalance.accumulate_bin_counts(jnp.zeros(len(bins)),
                                           np.concatenate([gray, colour]), bins)
   assert float(counts.sum()) == 64
 
 
 def test_counts_on_a_photo_match_a_numpy_reference(bins):
   photo = _photos(32)[:1]
-  counts = quantize.accumulate_bin_counts(jnp.zeros(len(bins)), photo, bins)
+  counts = rebalance.accumulate_bin_counts(jnp.zeros(len(bins)), photo, bins)
   order, d2 = _nearest_numpy(_ab(photo), bins)
   expected = np.bincount(order[..., 0].ravel(), minlength=len(bins))
   # float32 vs float64 Lab may flip pixels that sit on a cell edge.
@@ -187,22 +190,22 @@ def test_counts_on_a_photo_match_a_numpy_reference(bins):
 
 
 def test_the_prior_of_real_photos_peaks_near_neutral(bins, tmp_path):
-  prior = quantize.estimate_prior([_photos(64)[:3], _photos(64)[3:]], bins, grid=GRID)
+  prior = rebalance.estimate_prior([_photos(64)[:3], _photos(64)[3:]], bins, grid=GRID)
   peak = bins[np.argmax(prior.prior)]
   assert np.linalg.norm(peak) <= GRID
   np.testing.assert_allclose(float((prior.prior * prior.weights).sum()), 1.0, rtol=1e-5)
   assert prior.weights[np.argmax(prior.prior)] == prior.weights.min()
 
   path = str(tmp_path / "prior.npz")
-  quantize.save_prior(path, prior)
-  loaded = quantize.load_prior(path)
+  rebalance.save_prior(path, prior)
+  loaded = rebalance.load_prior(path)
   for field in ("counts", "prior", "weights", "bins"):
     np.testing.assert_array_equal(getattr(loaded, field), getattr(prior, field))
   assert (loaded.grid, loaded.lam, loaded.sigma) == (GRID, 0.5, 5.0)
 
   np.savez(tmp_path / "partial.npz", counts=prior.counts, bins=prior.bins)
   with pytest.raises(ValueError, match="missing"):
-    quantize.load_prior(str(tmp_path / "partial.npz"))
+    rebalance.load_prior(str(tmp_path / "partial.npz"))
 
 
 def test_user_bins_file_round_trips_and_bad_files_are_rejected(bins, tmp_path):
@@ -211,10 +214,10 @@ def test_user_bins_file_round_trips_and_bad_files_are_rejected(bins, tmp_path):
   user = user.reshape(-1, 2).astype(np.float64)
   path = tmp_path / "bins.npy"
   np.save(path, user)
-  loaded = quantize.load_bins(str(path), GRID)
+  loaded = gamut.load_bins(str(path), GRID)
   assert loaded.dtype == np.float32
   np.testing.assert_array_equal(loaded, user)
-  assert quantize.load_bins(None, GRID) is bins
+  assert gamut.load_bins(None, GRID) is bins
 
   bad = {
       "shape.npy": np.zeros((10, 3)),
@@ -227,7 +230,7 @@ def test_user_bins_file_round_trips_and_bad_files_are_rejected(bins, tmp_path):
   for name, array in bad.items():
     np.save(tmp_path / name, array)
     with pytest.raises(ValueError, match=messages[name]):
-      quantize.load_bins(str(tmp_path / name), GRID)
+      gamut.load_bins(str(tmp_path / name), GRID)
   (tmp_path / "text.npy").write_text("not an array")
   with pytest.raises(ValueError, match="cannot read"):
-    quantize.load_bins(str(tmp_path / "text.npy"), GRID)
+    gamut.load_bins(str(tmp_path / "text.npy"), GRID)

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import jax
 import ml_collections
 
-from colorjax.errors import UserError
+from colorjax.core.errors import UserError
 
 
 def check(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -40,15 +40,15 @@ def check_eval(config: ml_collections.ConfigDict, workdir: str) -> None:
 
 def check_config(config: ml_collections.ConfigDict) -> None:
   """The trainer's value checks (choices, positive counts, batch vs devices) and eval's batch."""
-  from colorjax import train  # pylint: disable=g-import-not-at-top
+  from colorjax.training import builders  # pylint: disable=g-import-not-at-top
   try:
-    train.validate_config(config)
+    builders.validate_config(config)
   except (ValueError, KeyError) as e:  # The registries raise KeyError naming the valid names.
     raise UserError(str(e).strip("'\"")) from e
   weights = config.eval.fid_weights
   if weights and not os.path.isfile(weights):  # Else: found missing only at the first eval.
     raise UserError(f"eval.fid_weights={weights!r} does not exist: convert pytorch-fid's "
-                    "Inception weights with `python -m colorjax.fid convert` (README.md, FID), "
+                    "Inception weights with `python -m colorjax.evals.inception convert` (README.md, FID), "
                     "or drop the flag to skip FID")
   devices = jax.device_count()
   if config.eval.batch_size % devices:
@@ -93,10 +93,11 @@ def check_labels(config: ml_collections.ConfigDict, train_source: Sequence[Any])
 def check_model(config: ml_collections.ConfigDict) -> Any:
   """The abstract train state (shapes only, nothing computed); `UserError` if the model cannot
   run at `data.image_size` (e.g. a U-Net needs sides divisible by 2**num_downs)."""
-  from colorjax import distributed, train  # pylint: disable=g-import-not-at-top
+  from colorjax.training import builders  # pylint: disable=g-import-not-at-top
+  from colorjax.core import distributed  # pylint: disable=g-import-not-at-top
   try:
-    parts = train.make_step_parts(config)  # The colour prior only reweights: shapes are equal.
-    _, abstract_state, _ = train.create_state(config, parts, distributed.make_data_mesh())
+    parts = builders.make_step_parts(config)  # The colour prior only reweights: shapes are equal.
+    _, abstract_state, _ = builders.create_state(config, parts, distributed.make_data_mesh())
   except ValueError as e:
     raise UserError(f"the model cannot be built for data.image_size={config.data.image_size}: "
                     f"{e}") from e
@@ -105,7 +106,7 @@ def check_model(config: ml_collections.ConfigDict) -> Any:
 
 def check_disk_space(workdir: str, abstract_state: Any) -> None:
   """Room for one more checkpoint (the train state's bytes) where the workdir is or will be."""
-  from colorjax import checkpointing, diskspace  # pylint: disable=g-import-not-at-top
+  from colorjax.core import checkpointing, diskspace  # pylint: disable=g-import-not-at-top
   needed = checkpointing.state_nbytes(abstract_state)
   existing = _nearest_existing(workdir)
   free = shutil.disk_usage(existing).free

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 from types import ModuleType
 
-from colorjax.errors import UserError
+from colorjax.core.errors import UserError
 
 INSTALL_HINT = ('pip install "colorjax[tf]" (in a checkout: pip install -e ".[tf]"; '
                 '".[dev]" has it too)')

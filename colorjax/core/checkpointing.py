@@ -33,7 +33,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from colorjax import diskspace
+from colorjax.core import diskspace
 
 DAMAGED_DIR = "checkpoints_damaged"
 _MAX_LISTED_KEYS = 6
