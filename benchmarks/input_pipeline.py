@@ -33,9 +33,9 @@ import jax
 import numpy as np
 from PIL import Image
 
-from colorjax.training import builders
 from colorjax.core import config_base
 from colorjax.data import pipeline
+from colorjax.training import builders
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CIFAR = os.path.join(os.path.dirname(REPO_ROOT), "shared", "data", "cifar10", "train")

@@ -38,9 +38,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import git_commit  # noqa: E402  (benchmarks/common.py)
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from colorjax.training import builders
 from colorjax import compare  # noqa: E402  pylint: disable=g-import-not-at-top
 from colorjax.core import distributed  # noqa: E402  pylint: disable=g-import-not-at-top
+from colorjax.training import builders
 from colorjax.training import steps  # noqa: E402  pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS

@@ -41,6 +41,7 @@ from PIL import Image
 
 from colorjax.core import cli
 from colorjax.core import errors
+from colorjax.core import files
 from colorjax.data import images
 
 FORMATS = {"png": ".png", "jpeg": ".jpg"}
@@ -117,20 +118,11 @@ def save(image: np.ndarray, path: str, fmt: str, quality: int) -> None:
     image = ((image.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
   if fmt == "jpeg" and image.shape[-1] == 4:
     image = images.composite_on_white(image[..., :3], image[..., 3])
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  # A temporary name in the same folder, renamed when complete: a full disk or a kill never
-  # leaves a half-written image under the final name (the pid keeps parallel runs apart).
-  tmp = f"{path}.tmp{os.getpid()}"
-  try:
+  with files.atomic_path(path) as tmp:  # A full disk or a kill leaves no half image.
     if fmt == "jpeg":
       Image.fromarray(image).save(tmp, format="JPEG", quality=quality, subsampling=0)
     else:
       Image.fromarray(image).save(tmp, format="PNG")
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
 
 
 def _batches(jobs: Sequence[Job], size: int) -> Iterable[list[Job]]:

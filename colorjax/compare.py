@@ -44,17 +44,18 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from colorjax.training import builders
+from colorjax import train
+from colorjax.color import lab
 from colorjax.core import checkpointing
 from colorjax.core import distributed
-from colorjax.data import images
-from colorjax.training import steps
+from colorjax.core import files
 from colorjax.core import summaries
 from colorjax.core import tf_utils
-from colorjax import train
-from colorjax.evals import visualize
-from colorjax.color import lab
+from colorjax.data import images
 from colorjax.data import pipeline
+from colorjax.evals import visualize
+from colorjax.training import builders
+from colorjax.training import steps
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _TRAIN_RECORD = "compare_train.json"
@@ -301,9 +302,7 @@ def write_report(path: str, rows: Sequence[Row], header: str) -> None:
       previous = f.read()
     if _NOTES in previous:
       notes = "\n" + previous[previous.index(_NOTES):]
-  with open(path + ".tmp", "w") as f:
-    f.write(header.rstrip() + "\n\n" + markdown_table(rows) + "\n" + notes)
-  os.replace(path + ".tmp", path)
+  files.write_text(path, header.rstrip() + "\n\n" + markdown_table(rows) + "\n" + notes)
 
 
 def compare(names: Sequence[str], make_config: Callable[[str], ml_collections.ConfigDict],

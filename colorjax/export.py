@@ -35,6 +35,8 @@ import jax
 from jax import export as jax_export
 import numpy as np
 
+from colorjax.core import files
+
 STABLEHLO_FILE = "model.stablehlo"
 SIGNATURE_FILE = "signature.json"
 SAVEDMODEL_DIR = "savedmodel"
@@ -63,7 +65,7 @@ def export_stablehlo(colorizer: Any, out_dir: str,
   exported = jax_export.export(jax.jit(serving_function(colorizer)),
                                platforms=tuple(platforms))(_input_spec())
   os.makedirs(out_dir, exist_ok=True)
-  _write_atomic(os.path.join(out_dir, STABLEHLO_FILE), bytes(exported.serialize()))
+  files.write_bytes(os.path.join(out_dir, STABLEHLO_FILE), bytes(exported.serialize()))
   signature = {
       "function": "colorize(rgb) -> rgb",
       "inputs": [{"name": "rgb", "dtype": "uint8", "shape": ["b", "h", "w", 3],
@@ -79,7 +81,7 @@ def export_stablehlo(colorizer: Any, out_dir: str,
       "load": "colorjax.export.load_stablehlo(path), or "
               "jax.export.deserialize(bytearray(open(path, 'rb').read())).call(rgb)",
   }
-  _write_atomic(os.path.join(out_dir, SIGNATURE_FILE),
+  files.write_bytes(os.path.join(out_dir, SIGNATURE_FILE),
                 json.dumps(signature, indent=2).encode())
   return exported
 
@@ -110,10 +112,6 @@ def export_savedmodel(colorizer: Any, out_dir: str) -> str:
   return path
 
 
-def _write_atomic(path: str, data: bytes) -> None:
-  with open(path + ".tmp", "wb") as f:
-    f.write(data)
-  os.replace(path + ".tmp", path)
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:

@@ -34,8 +34,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from colorjax.training import builders
 from colorjax.color import lab
+from colorjax.training import builders
 
 PyTree = Any
 CONFIG_FILE = "config.json"

@@ -49,6 +49,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from colorjax.core import diskspace
+from colorjax.core import files
 from colorjax.data import images
 
 VERSION = "1.0.0"
@@ -157,15 +158,11 @@ def _process_chunk(task: tuple[str, str, list[str], Options]) -> int:
       records.append((rel, png))
   payload = pickle.dumps({"records": records, "skipped": skipped},
                          protocol=pickle.HIGHEST_PROTOCOL)
-  tmp_path = f"{chunk_path}.tmp{os.getpid()}"
   try:
-    with open(tmp_path, "wb") as f:
-      f.write(payload)
-    # Atomic rename: a run killed mid-write leaves no half chunk to be reused.
-    os.replace(tmp_path, chunk_path)
+    # A run killed mid-write leaves no half chunk to be reused, and a partial chunk is removed
+    # (it would only take the space the next one needs).
+    files.write_bytes(chunk_path, payload)
   except OSError as e:
-    if os.path.exists(tmp_path):
-      os.unlink(tmp_path)  # A partial chunk only takes the space the next one needs.
     code = diskspace.errno_of(e)
     if code is None:
       raise

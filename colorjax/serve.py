@@ -36,8 +36,8 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from colorjax.core import cli
 from colorjax import colorize as colorize_cli
+from colorjax.core import cli
 from colorjax.core import errors
 from colorjax.data import images
 

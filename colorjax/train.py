@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import math
 import os
 import signal
@@ -16,6 +15,7 @@ import time
 from typing import Any, Iterator
 
 from absl import logging
+from flax import traverse_util
 import jax
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
@@ -23,19 +23,21 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from colorjax.color import lab
 from colorjax.core import checkpointing
 from colorjax.core import console
 from colorjax.core import distributed
+from colorjax.core import files
+from colorjax.core import summaries  # TensorBoard files without TF (clu's writers import it).
+from colorjax.core import workdir_lock
+from colorjax.data import pipeline
 from colorjax.evals import frechet
 from colorjax.evals import inception
-from colorjax.training import optim
-from colorjax.training import builders
-from colorjax.training import steps
-from colorjax.core import summaries  # TensorBoard files without TF (clu's writers import it).
 from colorjax.evals import visualize
-from colorjax.core import workdir_lock
-from colorjax.color import lab
-from colorjax.data import pipeline
+from colorjax.training import builders
+from colorjax.training import optim
+from colorjax.training import steps
+
 
 class NonFiniteLossError(FloatingPointError):
   """A loss or gradient norm became NaN or Inf; the last good checkpoint is kept."""
@@ -110,23 +112,13 @@ def _saves_finished(manager: Any, abstract_state: Any) -> Iterator[None]:
 
 
 def _flat_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  flat = {}
-  def visit(prefix, node):
-    for key, value in node.items():
-      if isinstance(value, (dict, ml_collections.ConfigDict)):
-        visit(f"{prefix}{key}.", value)
-      else:
-        flat[f"{prefix}{key}"] = value
-  visit("", config)
-  return flat
+  """{"model.generator": "unet", ...}: every config leaf under its dotted key."""
+  return traverse_util.flatten_dict(config.to_dict(), sep=".")
 
 
 def _write_config_json(config: ml_collections.ConfigDict, workdir: str) -> None:
   """`<workdir>/config.json`: with the checkpoints, all colorize and export need to rebuild."""
-  path = os.path.join(workdir, "config.json")
-  with open(path + ".tmp", "w") as f:
-    f.write(config.to_json_best_effort(indent=2))
-  os.replace(path + ".tmp", path)  # Never leave a half-written config behind.
+  files.write_text(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2))
 
 
 # ------------------------------------------------------------------------------------------
@@ -385,15 +377,8 @@ def _write_eval_json(workdir: str, step: int, count: int, config: ml_collections
   record = {"step": step, "num_images": count, "dataset": config.data.name,
             "image_size": config.data.image_size, "ema_decay": config.model.ema_decay,
             "model": model, "raw_generator": section("raw_"), "gray_baseline": section("gray_")}
-  path = os.path.join(workdir, "eval", f"step_{step:08d}.json")
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path + ".tmp", "w") as f:
-    json.dump(record, f, indent=2)
-  os.replace(path + ".tmp", path)
-  with open(os.path.join(workdir, "eval", "latest.json.tmp"), "w") as f:
-    json.dump(record, f, indent=2)
-  os.replace(os.path.join(workdir, "eval", "latest.json.tmp"),
-             os.path.join(workdir, "eval", "latest.json"))
+  for name in (f"step_{step:08d}.json", "latest.json"):
+    files.write_json(os.path.join(workdir, "eval", name), record)
 
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:

@@ -73,6 +73,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from colorjax import inference
+from colorjax.core import files
 
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm")
 DEFAULT_STRENGTH = 0.8
@@ -486,13 +487,6 @@ class _Colorizing:
     return np.asarray(_finish_with_correction(batch, l_full, ab, jnp.asarray(correction)))[:n]
 
 
-def _temp_path(dst: str) -> str:
-  """A hidden name beside `dst` with its extension (FFmpeg picks the muxer from it)."""
-  folder, name = os.path.split(dst)
-  stem, ext = os.path.splitext(name)
-  return os.path.join(folder, f".{stem}.partial{ext}")
-
-
 def colorize_video(colorizer: inference.Colorizer, src: str, dst: str, *,
                    temporal_smoothing: float = DEFAULT_STRENGTH,
                    work_size: int = DEFAULT_WORK_SIZE,
@@ -527,84 +521,81 @@ def colorize_video(colorizer: inference.Colorizer, src: str, dst: str, *,
     raise ValueError(f"output {dst} is the input; refusing to overwrite it")
   start_time = time.perf_counter()
   container = _open_input(src)
-  tmp = _temp_path(dst)
-  os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
   try:
-    vin = container.streams.video[0]
-    vin.thread_type = "AUTO"
-    ain = list(container.streams.audio)
-    width, height = vin.codec_context.width, vin.codec_context.height
-    rate = vin.average_rate or vin.guessed_rate or fractions.Fraction(25)
-    expected, exact = _expected_frames(vin, container)
-    duration, start = (container.duration or 0) / 1e6, (container.start_time or 0) / 1e6
-    codec, pix_fmt, options = _video_codec(dst, width, height)
-    out = av.open(tmp, "w")
-    try:
-      vout = out.add_stream(codec, rate=rate, options=options)
-      vout.width, vout.height, vout.pix_fmt = width, height, pix_fmt
-      vout.time_base = vin.time_base
-      vout.codec_context.time_base = vin.time_base
+    # FFmpeg picks the muxer from the temporary name's extension.
+    with files.atomic_path(dst, suffix=os.path.splitext(dst)[1]) as tmp:
+      vin = container.streams.video[0]
+      vin.thread_type = "AUTO"
+      ain = list(container.streams.audio)
+      width, height = vin.codec_context.width, vin.codec_context.height
+      rate = vin.average_rate or vin.guessed_rate or fractions.Fraction(25)
+      expected, exact = _expected_frames(vin, container)
+      duration, start = (container.duration or 0) / 1e6, (container.start_time or 0) / 1e6
+      codec, pix_fmt, options = _video_codec(dst, width, height)
+      out = av.open(tmp, "w")
       try:
-        audio_out = {s: out.add_stream_from_template(s) for s in ain}
-      except (ValueError, av.error.FFmpegError) as e:
-        raise ValueError(f"cannot copy the audio of {src} into {os.path.basename(dst)}: {e}; "
-                         "use the input's container (extension)") from e
-      smoother = (TemporalSmoother(temporal_smoothing, cut_threshold)
-                  if temporal_smoothing > 0 else None)
-      problems: list[str] = []
-      state = {"last_pts": None, "rotation": None, "written": 0, "last_time": 0.0,
-               "data_end": 0.0}
-      colorizing: _Colorizing | None = None
+        vout = out.add_stream(codec, rate=rate, options=options)
+        vout.width, vout.height, vout.pix_fmt = width, height, pix_fmt
+        vout.time_base = vin.time_base
+        vout.codec_context.time_base = vin.time_base
+        try:
+          audio_out = {s: out.add_stream_from_template(s) for s in ain}
+        except (ValueError, av.error.FFmpegError) as e:
+          raise ValueError(f"cannot copy the audio of {src} into {os.path.basename(dst)}: {e}; "
+                           "use the input's container (extension)") from e
+        smoother = (TemporalSmoother(temporal_smoothing, cut_threshold)
+                    if temporal_smoothing > 0 else None)
+        problems: list[str] = []
+        state = {"last_pts": None, "rotation": None, "written": 0, "last_time": 0.0,
+                 "data_end": 0.0}
+        colorizing: _Colorizing | None = None
 
-      def encode(frames: list[Any]) -> None:
-        nonlocal colorizing
-        arrays = np.stack([_upright(f, state) for f in frames])
-        if colorizing is None:  # Sized by the first frame, upright.
-          colorizing = _Colorizing(colorizer, arrays.shape[1], arrays.shape[2], smoother,
-                                   work_size)
-        results = colorizing(arrays)
-        for frame, array, result in zip(frames, arrays, results):
-          index = state["written"]
-          if on_frame is not None:
-            on_frame(array, result, index in colorizing.cuts)
-          new = av.VideoFrame.from_ndarray(_turn_back(result, state["rotation"]), "rgb24")
-          # RGB -> YUV with the matrix and range the input was decoded with (PyAV decodes by the
-          # frame's tags): L survives the round trip, and the output carries the same tags.
-          new = new.reformat(format=pix_fmt, **state["matrix"])
-          new.pts, new.time_base = _monotonic_pts(frame, state, rate, vin.time_base), vin.time_base
-          for packet in vout.encode(new):
-            out.mux(packet)
-          state["written"] += 1
-          state["last_time"] = float(new.pts * vin.time_base)
-        bar.update(len(frames))
+        def encode(frames: list[Any]) -> None:
+          nonlocal colorizing
+          arrays = np.stack([_upright(f, state) for f in frames])
+          if colorizing is None:  # Sized by the first frame, upright.
+            colorizing = _Colorizing(colorizer, arrays.shape[1], arrays.shape[2], smoother,
+                                     work_size)
+          results = colorizing(arrays)
+          for frame, array, result in zip(frames, arrays, results):
+            index = state["written"]
+            if on_frame is not None:
+              on_frame(array, result, index in colorizing.cuts)
+            new = av.VideoFrame.from_ndarray(_turn_back(result, state["rotation"]), "rgb24")
+            # RGB -> YUV with the matrix and range the input was decoded with (PyAV decodes by the
+            # frame's tags): L survives the round trip, and the output carries the same tags.
+            new = new.reformat(format=pix_fmt, **state["matrix"])
+            new.pts, new.time_base = _monotonic_pts(frame, state, rate, vin.time_base), vin.time_base
+            for packet in vout.encode(new):
+              out.mux(packet)
+            state["written"] += 1
+            state["last_time"] = float(new.pts * vin.time_base)
+          bar.update(len(frames))
 
-      with tqdm(total=expected, unit="frame", disable=not progress, file=sys.stderr,
-                desc=os.path.basename(src)) as bar:
-        pending: list[Any] = []
-        for frame in _decode(container, vin, audio_out, out.mux, problems, state):
-          if state["rotation"] is None:
-            state["rotation"] = int(round((frame.rotation or 0) / 90.0)) % 4
-            if state["rotation"]:
-              vout.set_display_rotation(90 * state["rotation"])
-            state["matrix"] = _copy_colour_tags(frame, vin.codec_context, vout.codec_context)
-          pending.append(frame)
-          if len(pending) == colorizer.batch_size:
+        with tqdm(total=expected, unit="frame", disable=not progress, file=sys.stderr,
+                  desc=os.path.basename(src)) as bar:
+          pending: list[Any] = []
+          for frame in _decode(container, vin, audio_out, out.mux, problems, state):
+            if state["rotation"] is None:
+              state["rotation"] = int(round((frame.rotation or 0) / 90.0)) % 4
+              if state["rotation"]:
+                vout.set_display_rotation(90 * state["rotation"])
+              state["matrix"] = _copy_colour_tags(frame, vin.codec_context, vout.codec_context)
+            pending.append(frame)
+            if len(pending) == colorizer.batch_size:
+              encode(pending)
+              pending = []
+          if pending:
             encode(pending)
-            pending = []
-        if pending:
-          encode(pending)
-        for packet in vout.encode(None):
-          out.mux(packet)
-    finally:
-      out.close()
-    if state["written"] == 0:
-      raise ValueError(f"no frame of {src} could be decoded"
-                       + (f" ({problems[0]})" if problems else ""))
-    os.replace(tmp, dst)
+          for packet in vout.encode(None):
+            out.mux(packet)
+      finally:
+        out.close()
+      if state["written"] == 0:
+        raise ValueError(f"no frame of {src} could be decoded"
+                         + (f" ({problems[0]})" if problems else ""))
   finally:
     container.close()
-    if os.path.exists(tmp):
-      os.remove(tmp)
   written = state["written"]
   stopped = None
   # Truncation shows as fewer frames than the index lists (mp4, mov) or, without an index

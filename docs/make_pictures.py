@@ -21,8 +21,8 @@ import sys
 
 import numpy as np
 
-from colorjax.data import images as images_lib
 from colorjax import inference
+from colorjax.data import images as images_lib
 from colorjax.evals import quality
 from colorjax.evals import visualize
 

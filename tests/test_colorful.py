@@ -5,9 +5,9 @@ import os
 
 import numpy as np
 
-from colorjax.training import classification
 from colorjax import train
 from colorjax.color import rebalance
+from colorjax.training import classification
 from conftest import tiny_config
 from launch_utils import read_scalars
 

@@ -27,12 +27,12 @@ import pytest
 from PIL import Image
 import skimage.data
 
-from colorjax.training import builders
-from colorjax.core import checkpointing
-from colorjax.core import distributed
 from colorjax import inference
 from colorjax import train
+from colorjax.core import checkpointing
+from colorjax.core import distributed
 from colorjax.core import workdir_lock
+from colorjax.training import builders
 from conftest import REPO_ROOT, tiny_config
 import launch_utils
 

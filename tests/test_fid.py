@@ -174,7 +174,7 @@ def test_fid_of_random_network(weights_file):
 def test_feature_map_sizes_match_inception_v3():
   """Any input is resized to 299 x 299, where the blocks have Inception-v3's published sizes."""
   module = inception.InceptionV3()
-  params = jax.eval_shape(module.init, jax.random.PRNGKey(0),
+  params = jax.eval_shape(module.init, jax.random.key(0),
                           jax.ShapeDtypeStruct((1, 64, 64, 3), np.float32))
   _, state = jax.eval_shape(
       lambda p, x: module.apply(p, x, capture_intermediates=True, mutable=["intermediates"]),

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from skimage import data, metrics as skm, transform
 
-from colorjax.evals import metrics
 from colorjax.color import lab
+from colorjax.evals import metrics
 
 
 def _photo(name: str, size: int = 96) -> np.ndarray:

@@ -8,10 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from colorjax.training import builders
+from colorjax import train
 from colorjax.core import checkpointing
 from colorjax.core import distributed
-from colorjax import train
+from colorjax.training import builders
 from conftest import tiny_config
 from test_train import photo_batch
 

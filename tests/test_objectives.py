@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from colorjax.training import objectives
 from colorjax.models import build_discriminator
+from colorjax.training import objectives
 
 BIG = 30.0  # A logit this large is a "perfect" sigmoid decision to float32 precision.
 

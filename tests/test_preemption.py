@@ -18,9 +18,9 @@ import re
 import jax
 import numpy as np
 
-from colorjax.training import builders
 from colorjax.core import checkpointing
 from colorjax.core import distributed
+from colorjax.training import builders
 from conftest import tiny_config
 import launch_utils
 

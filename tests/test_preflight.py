@@ -7,8 +7,8 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from colorjax.training import preflight
 from colorjax.core.errors import UserError
+from colorjax.training import preflight
 from conftest import tiny_config
 
 

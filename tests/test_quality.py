@@ -32,13 +32,13 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from colorjax.training import builders
 from colorjax import colorize
 from colorjax import export
 from colorjax import inference
+from colorjax import serve
 from colorjax.evals import metrics
 from colorjax.evals import quality
-from colorjax import serve
+from colorjax.training import builders
 from colorjax.training import steps
 from conftest import REPO_ROOT
 

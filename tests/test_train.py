@@ -14,9 +14,9 @@ import pytest
 from PIL import Image
 import skimage.data
 
+from colorjax import train
 from colorjax.training import builders
 from colorjax.training import steps
-from colorjax import train
 from conftest import REPO_ROOT, tiny_config
 from launch_utils import read_scalars
 

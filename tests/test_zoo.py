@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from colorjax.training import objectives
 from colorjax.color.lab import uint8_to_model_inputs
 from colorjax.models import DISCRIMINATORS, GENERATORS, build_discriminator, build_generator
 from colorjax.models import fusion, layers
+from colorjax.training import objectives
 
 GENERATOR_KWARGS = {
     "plain": {"width": 8},

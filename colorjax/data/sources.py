@@ -21,8 +21,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from colorjax.data import images
 from colorjax.core.registry import Registry
+from colorjax.data import images
 
 
 @dataclasses.dataclass(frozen=True)

@@ -198,7 +198,7 @@ class InceptionV3(nn.Module):
 @functools.cache
 def _expected_shapes() -> dict[str, tuple[int, ...]]:
   """Flat name -> shape of every parameter, from an abstract init (no FLOPs, no memory)."""
-  abstract = jax.eval_shape(InceptionV3().init, jax.random.PRNGKey(0),
+  abstract = jax.eval_shape(InceptionV3().init, jax.random.key(0),
                             jnp.zeros((1, INPUT_SIZE, INPUT_SIZE, 3), jnp.float32))
   flat = traverse_util.flatten_dict(abstract["params"], sep="/")
   return {name: tuple(leaf.shape) for name, leaf in flat.items()}

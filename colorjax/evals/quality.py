@@ -25,8 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from colorjax import inference
-from colorjax.evals import metrics
 from colorjax.color import lab
+from colorjax.evals import metrics
 
 
 @dataclasses.dataclass(frozen=True)

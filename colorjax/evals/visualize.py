@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
 import numpy as np
 from PIL import Image
 from PIL import ImageDraw
+
+from colorjax.core import files
 
 _LABEL_HEIGHT = 14
 
@@ -41,7 +42,5 @@ def sample_grid(gray: np.ndarray, *columns: np.ndarray, pad: int = 2, scale: int
 
 
 def save_png(path: str, image: np.ndarray) -> None:
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  tmp = path + ".tmp.png"
-  Image.fromarray(image).save(tmp)
-  os.replace(tmp, path)  # Never leave a half-written PNG behind.
+  with files.atomic_path(path, suffix=".png") as tmp:  # Never a half-written PNG.
+    Image.fromarray(image).save(tmp)

@@ -28,10 +28,11 @@ import numpy as np
 import tqdm
 
 from colorjax.color import decode
-from colorjax.color import lab
 from colorjax.color import gamut
+from colorjax.color import lab
 from colorjax.color import rebalance
 from colorjax.color import soft_encoding
+from colorjax.core import files
 from colorjax.data import pipeline
 from colorjax.data import sources
 
@@ -145,9 +146,8 @@ def load_or_compute_prior(config: ml_collections.ConfigDict, workdir: str) -> re
     logging.info("no colour prior at %s: computing it over the training data", path)
     prior = compute_prior(config, progress=jax.process_index() == 0)
     if jax.process_index() == 0:
-      os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-      rebalance.save_prior(path + ".tmp.npz", prior)
-      os.replace(path + ".tmp.npz", path)
+      with files.atomic_path(os.path.abspath(path), suffix=".npz") as tmp:
+        rebalance.save_prior(tmp, prior)
   bins = load_bins(config)
   if prior.bins.shape != bins.shape or not np.allclose(prior.bins, bins):
     raise ValueError(f"the prior in {path!r} was computed for {len(prior.bins)} other bins than "

@@ -15,9 +15,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from colorjax.color import lab
 from colorjax.evals import metrics as metrics_lib
 from colorjax.training import objectives
-from colorjax.color import lab
 
 PyTree = Any
 
