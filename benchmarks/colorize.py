@@ -13,7 +13,6 @@ the other columns are medians over --repeats warm runs.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import statistics
 import sys
@@ -31,11 +30,8 @@ SIZES = ((576, 432), (1152, 864), (2304, 1728), (4000, 3000))  # 0.25, 1, 4, 12 
 def train_default_model(workdir: str) -> None:
   """One training step of configs/lsgan.py, checkpointed, no eval."""
   from colorjax import train  # pylint: disable=g-import-not-at-top
-  spec = importlib.util.spec_from_file_location("lsgan", os.path.join(REPO_ROOT, "configs",
-                                                                      "lsgan.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
+  from colorjax.core import config_files  # pylint: disable=g-import-not-at-top
+  config = config_files.load("lsgan")
   config.num_train_steps = config.checkpoint_every_steps = config.log_every_steps = 1
   train.train_and_evaluate(config, workdir)
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.util
 import os
 import platform
 import sys
@@ -34,6 +33,7 @@ import numpy as np
 from PIL import Image
 
 from colorjax.core import config_base
+from colorjax.core import config_files
 from colorjax.data import pipeline
 from colorjax.training import builders
 
@@ -174,11 +174,7 @@ def main() -> None:
 
 def train_config(size: int, batch_size: int, num_downs: int) -> Any:
   """configs/lsgan.py at `size` px with `batch_size` and the U-Net's `num_downs`."""
-  spec = importlib.util.spec_from_file_location(
-      "lsgan_config", os.path.join(REPO_ROOT, "configs", "lsgan.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
+  config = config_files.load("lsgan")
   config.data.image_size = size
   config.batch_size = batch_size
   config.model.generator_kwargs.num_downs = num_downs

@@ -12,7 +12,7 @@ On a GPU the achieved TFLOP/s and the MFU against the device kind's dense peak a
 (MFU: against the row's dtype's peak, TF32 for float32; MFU(bf16): against the bf16 peak).
 
 `--sizes` and `--batch_sizes` pair up element by element (one batch size applies to every size).
-The U-Net's depth follows the size (5 levels at 32 px ... 8 at 256, `compare.unet_num_downs`).
+The U-Net's depth follows the size (5 levels at 32 px ... 8 at 256, `unet.num_downs_for`).
 Each row is printed and appended to `--out` as one JSON line with the machine, JAX version,
 git commit, date, load average and XLA_FLAGS, so timings from different setups stay apart.
 """
@@ -38,9 +38,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import git_commit  # noqa: E402  (benchmarks/common.py)
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from colorjax import compare  # noqa: E402  pylint: disable=g-import-not-at-top
+from colorjax.core import config_files  # noqa: E402  pylint: disable=g-import-not-at-top
 from colorjax.core import distributed  # noqa: E402  pylint: disable=g-import-not-at-top
-from colorjax.training import builders
+from colorjax.models import unet  # noqa: E402  pylint: disable=g-import-not-at-top
+from colorjax.training import builders  # noqa: E402  pylint: disable=g-import-not-at-top
 from colorjax.training import steps  # noqa: E402  pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
@@ -96,13 +97,13 @@ def peak_tflops(device_kind: str, dtype: str) -> float | None:
 
 def build_config(name: str, size: int, batch: int, dtype: str, overrides: Sequence[str]):
   """The config at a size and batch: U-Net depth derived from the size."""
-  config = compare.load_config_file(name)
+  config = config_files.load(name)
   config.batch_size = batch
   config.data.image_size = size
   config.dtype = dtype
   if config.model.generator == "unet":
-    config.model.generator_kwargs.num_downs = compare.unet_num_downs(size)
-  compare.apply_overrides(config, overrides)
+    config.model.generator_kwargs.num_downs = unet.num_downs_for(size)
+  config_files.apply_overrides(config, overrides)
   builders.validate_config(config)
   return config
 

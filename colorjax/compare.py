@@ -24,10 +24,7 @@ split (a folder with train/ and test/ subfolders evaluates on test/).
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import glob
-import importlib.util
 import json
 import math
 import os
@@ -47,6 +44,7 @@ import numpy as np
 from colorjax import train
 from colorjax.color import lab
 from colorjax.core import checkpointing
+from colorjax.core import config_files
 from colorjax.core import distributed
 from colorjax.core import files
 from colorjax.core import summaries
@@ -54,10 +52,10 @@ from colorjax.core import tf_utils
 from colorjax.data import images
 from colorjax.data import pipeline
 from colorjax.evals import visualize
+from colorjax.models import unet
 from colorjax.training import builders
 from colorjax.training import steps
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _TRAIN_RECORD = "compare_train.json"
 
 # The table's metric columns: (eval JSON key, header, format).
@@ -70,62 +68,6 @@ METRIC_COLUMNS = (("psnr", "PSNR (dB) ↑", "{:.2f}"), ("ssim", "SSIM ↑", "{:.
 # ------------------------------------------------------------------------------------------
 # Configs.
 # ------------------------------------------------------------------------------------------
-def load_config_file(name: str) -> ml_collections.ConfigDict:
-  """`configs/<name>.py[:variant]` of this repository (or a path to a .py config file with an
-  optional `:variant`), unlocked."""
-  name, _, variant = name.partition(":")
-  path = name if name.endswith(".py") else os.path.join(REPO_ROOT, "configs", f"{name}.py")
-  if not os.path.exists(path):
-    known = sorted(os.path.basename(p)[:-3] for p in glob.glob(
-        os.path.join(REPO_ROOT, "configs", "*.py")))
-    raise FileNotFoundError(f"no config {name!r} ({path}); known: {', '.join(known)}")
-  spec = importlib.util.spec_from_file_location(f"colorjax_config_{os.path.basename(path)[:-3]}",
-                                                path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(variant)
-
-
-def unet_num_downs(image_size: int) -> int:
-  """pix2pix's U-Net depth for a size: one level per halving down to 1x1 (unet_256 has 8)."""
-  num_downs = int(round(math.log2(image_size)))
-  if 2 ** num_downs != image_size:
-    raise ValueError(f"the U-Net needs a power-of-two image size, got {image_size}")
-  return num_downs
-
-
-def _parse_value(text: str, current: object) -> object:
-  """A command-line value with the type of the key it replaces (a literal for new keys)."""
-  if isinstance(current, bool):
-    if text.lower() not in ("true", "false", "1", "0"):
-      raise ValueError(f"expected a boolean, got {text!r}")
-    return text.lower() in ("true", "1")
-  if isinstance(current, (int, float)) and not isinstance(current, bool):
-    return type(current)(ast.literal_eval(text))
-  if isinstance(current, str):
-    return text
-  try:
-    return ast.literal_eval(text)
-  except (ValueError, SyntaxError):
-    return text
-
-
-def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str]) -> None:
-  """Applies "a.b.c=value" strings; new keys only inside `*_kwargs` (e.g. U-Net widths)."""
-  for override in overrides:
-    key, sep, text = override.partition("=")
-    if not sep:
-      raise ValueError(f"override {override!r} is not of the form key=value")
-    *parents, leaf = key.strip().split(".")
-    node = config
-    for parent in parents:
-      node = node[parent]
-    if leaf not in node and not (parents and parents[-1].endswith("_kwargs")):
-      raise KeyError(f"override {override!r}: no key {key!r} in the config")
-    with node.unlocked():
-      node[leaf] = _parse_value(text, node[leaf] if leaf in node else None)
-
-
 @dataclasses.dataclass(frozen=True)
 class Budget:
   """What every config shares: the training budget, the data and the evaluated images.
@@ -158,7 +100,7 @@ def budget_config(config: ml_collections.ConfigDict, budget: Budget) -> ml_colle
   if budget.image_size:
     config.data.image_size = budget.image_size
     if config.model.generator == "unet":
-      config.model.generator_kwargs.num_downs = unet_num_downs(budget.image_size)
+      config.model.generator_kwargs.num_downs = unet.num_downs_for(budget.image_size)
   if budget.data:
     config.data.name = budget.data
   return config
@@ -318,7 +260,7 @@ def compare(names: Sequence[str], make_config: Callable[[str], ml_collections.Co
   sample = None
   for name in names:
     config = budget_config(make_config(name), budget)
-    apply_overrides(config, overrides)
+    config_files.apply_overrides(config, overrides)
     run_dir = os.path.join(workdir, name.replace(":", "_"))  # lsgan:cifar -> lsgan_cifar
     logging.info("=== %s -> %s", name, run_dir)
     timing = train_one(config, run_dir)
@@ -390,7 +332,7 @@ def main(argv):
   budget = Budget(steps=FLAGS.steps, image_size=FLAGS.image_size, batch_size=FLAGS.batch_size,
                   eval_images=FLAGS.eval_images, seed=FLAGS.seed, data=FLAGS.data,
                   eval_data=FLAGS.eval_data)
-  rows, facts = compare(FLAGS.configs, load_config_file, budget, FLAGS.workdir, FLAGS.out,
+  rows, facts = compare(FLAGS.configs, config_files.load, budget, FLAGS.workdir, FLAGS.out,
                         overrides=FLAGS.override, header=_header(sys.argv),
                         grid_rows=FLAGS.grid_rows)
   print(markdown_table(rows))

@@ -27,18 +27,12 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from colorjax.core import config_files
 from colorjax.core.errors import UserError, one_line, report
-
-_CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                           "configs")
 
 
 def _config_names() -> str:
-  try:
-    names = sorted(n for n in os.listdir(_CONFIG_DIR) if n.endswith(".py") and n[0] != "_")
-  except OSError:
-    return "configs/*.py"
-  return ", ".join(f"configs/{n}" for n in names)
+  return ", ".join(f"configs/{n}.py" for n in config_files.names()) or "configs/*.py"
 
 
 __doc__ = __doc__.format(configs=_config_names())  # absl prints it as the --help usage.
@@ -47,9 +41,11 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, event files, samples and eval "
                     "(created if missing; rerun with the same one to resume). Required unless "
                     "--print_config.")
-flags.DEFINE_enum("mode", "train", ["train", "eval"],
-                  "train (resuming from the workdir's checkpoints) or eval (scores the latest "
-                  "checkpoint, or --config.eval.step=N, into <workdir>/eval/).")
+flags.DEFINE_enum("mode", "train", ["train", "eval", "prior"],
+                  "train (resuming from the workdir's checkpoints), eval (scores the latest "
+                  "checkpoint, or --config.eval.step=N, into <workdir>/eval/) or prior (only "
+                  "computes the colour prior of the training data into the workdir, or "
+                  "--config.color.prior_path; training does it on first use).")
 flags.DEFINE_bool("print_config", False, "Print the resolved config (every key and value, "
                   "overrides applied) and exit.")
 flags.DEFINE_string("coordinator_address", None,
@@ -176,6 +172,9 @@ def main(argv):
       if jax.process_index() == 0:
         from colorjax.core import console  # pylint: disable=g-import-not-at-top
         print(console.run_summary(workdir, time.perf_counter() - start), file=sys.stderr)
+    elif FLAGS.mode == "prior":
+      from colorjax.training import classification  # pylint: disable=g-import-not-at-top
+      print(classification.write_prior(config, workdir), file=sys.stderr)
     else:
       preflight.check_eval(config, workdir)
       train.evaluate_checkpoint(config, workdir)

@@ -17,14 +17,8 @@ CIFAR10_DIR = os.path.join(os.path.dirname(REPO_ROOT), "shared", "data", "cifar1
 
 def load_config(name: str, variant: str = ""):
   """`configs/<name>.py:<variant>`, locked, as `--config=configs/<name>.py:<variant>` gives it."""
-  import importlib.util
-  spec = importlib.util.spec_from_file_location(f"cfg_{name}",
-                                                os.path.join(REPO_ROOT, "configs", f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(variant)
-  config.lock()
-  return config
+  from colorjax.core import config_files  # pylint: disable=g-import-not-at-top
+  return config_files.load(f"{name}:{variant}", locked=True)
 
 
 def tiny_config(name: str = "lsgan"):

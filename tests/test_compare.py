@@ -9,6 +9,8 @@ from PIL import Image
 import pytest
 
 from colorjax import compare
+from colorjax.core import config_files
+from colorjax.models import unet
 from conftest import tiny_config
 
 NAMES = ("lsgan", "regression_l1")
@@ -67,22 +69,22 @@ def test_compare_writes_table_and_grid_and_reuses_trained_runs(tmp_path):
 
 
 def test_unet_depth_follows_the_image_size():
-  assert [compare.unet_num_downs(s) for s in (32, 64, 128, 256)] == [5, 6, 7, 8]
+  assert [unet.num_downs_for(s) for s in (32, 64, 128, 256)] == [5, 6, 7, 8]
   with pytest.raises(ValueError, match="power-of-two"):
-    compare.unet_num_downs(96)
-  config = compare.budget_config(compare.load_config_file("pix2pix"), _budget())
+    unet.num_downs_for(96)
+  config = compare.budget_config(config_files.load("pix2pix"), _budget())
   assert config.model.generator_kwargs.num_downs == 4 and config.data.image_size == 16
   assert config.eval_every_steps > config.num_train_steps  # No eval inside the loop.
 
 
 def test_overrides_keep_types_and_reject_unknown_keys():
-  config = compare.load_config_file("lsgan")
-  compare.apply_overrides(config, ["optimizer.learning_rate=1e-3", "data.random_flip=false",
+  config = config_files.load("lsgan")
+  config_files.apply_overrides(config, ["optimizer.learning_rate=1e-3", "data.random_flip=false",
                                    "model.generator_kwargs.features=32", "loss.n_critic=2"])
   assert config.optimizer.learning_rate == 1e-3 and config.data.random_flip is False
   assert config.model.generator_kwargs.features == 32 and config.loss.n_critic == 2
   with pytest.raises(KeyError, match="batch_sise"):
-    compare.apply_overrides(config, ["batch_sise=4"])
+    config_files.apply_overrides(config, ["batch_sise=4"])
   with pytest.raises(ValueError, match="key=value"):
-    compare.apply_overrides(config, ["batch_size"])
-  assert isinstance(compare.load_config_file("colorful"), ml_collections.ConfigDict)
+    config_files.apply_overrides(config, ["batch_size"])
+  assert isinstance(config_files.load("colorful"), ml_collections.ConfigDict)

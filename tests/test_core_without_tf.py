@@ -43,10 +43,8 @@ from colorjax.core import summaries
 from colorjax.training import preflight
 note("import train, main, colorize, export, serve")
 
-spec = importlib.util.spec_from_file_location("lsgan", os.path.join(repo, "configs", "lsgan.py"))
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
-config = module.get_config("tiny")  # The embedded scikit-image photos.
+from colorjax.core import config_files
+config = config_files.load("lsgan:tiny")  # The embedded scikit-image photos.
 preflight.check(config, workdir)
 train.train_and_evaluate(config, workdir)
 note("train")

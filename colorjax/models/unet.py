@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import flax.linen as nn
@@ -80,3 +81,11 @@ class UNet(nn.Module):
     x = nn.relu(x)
     x = up2x(2, self.upsampling, "up0", True, self.dtype, x)
     return {"ab": jnp.tanh(x).astype(jnp.float32)}
+
+
+def num_downs_for(image_size: int) -> int:
+  """pix2pix's U-Net depth for a size: one level per halving down to 1x1 (unet_256 has 8)."""
+  num_downs = int(round(math.log2(image_size)))
+  if 2 ** num_downs != image_size:
+    raise ValueError(f"the U-Net needs a power-of-two image size, got {image_size}")
+  return num_downs

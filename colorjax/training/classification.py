@@ -134,6 +134,18 @@ def prior_path(config: ml_collections.ConfigDict, workdir: str) -> str:
   return config.color.prior_path or os.path.join(workdir, PRIOR_FILENAME)
 
 
+def write_prior(config: ml_collections.ConfigDict, workdir: str) -> str:
+  """Computes the prior and writes it to `prior_path`; returns a line describing it."""
+  path = prior_path(config, workdir)
+  prior = compute_prior(config)
+  with files.atomic_path(os.path.abspath(path), suffix=".npz") as tmp:
+    rebalance.save_prior(tmp, prior)
+  peak = prior.bins[int(np.argmax(prior.prior))]
+  return (f"wrote {path}: Q={len(prior.bins)} bins, {int(prior.counts.sum())} pixels counted, "
+          f"prior peaks at (a, b) = ({peak[0]:.0f}, {peak[1]:.0f}), weights in "
+          f"[{prior.weights.min():.3f}, {prior.weights.max():.3f}]")
+
+
 def load_or_compute_prior(config: ml_collections.ConfigDict, workdir: str) -> rebalance.Prior:
   """The prior at `color.prior_path` or in the workdir; computed and saved there if missing."""
   path = prior_path(config, workdir)
