@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Callable, Union
 
+import dm_pix
 import jax.numpy as jnp
 import numpy as np
 
@@ -30,12 +31,9 @@ PixelWeights = Union[jnp.ndarray, np.ndarray, Callable[[jnp.ndarray], jnp.ndarra
 # 1e-5, far below one 8-bit level (1/255, 48 dB), so the cap only acts on float32-rounding matches.
 _PSNR_MIN_MSE = 1e-10
 
-# Wang et al. (2004) SSIM constants and the skimage Gaussian window: sigma 1.5, truncated at 3.5
-# sigma, which gives scipy.ndimage's radius int(3.5 * 1.5 + 0.5) = 5, an 11-tap filter.
-_SSIM_K1 = 0.01
-_SSIM_K2 = 0.03
-_SSIM_SIGMA = 1.5
-_SSIM_TRUNCATE = 3.5
+# SSIM's Gaussian window (Wang et al. 2004): 11 taps of sigma 1.5, dm_pix's default and the window
+# skimage's gaussian_weights=True truncates to (radius int(3.5 * 1.5 + 0.5) = 5).
+_SSIM_WINDOW = 11
 
 # Zhang et al. (2016) sweep the ab L2 threshold over 0..150 in steps of 1.
 AUC_THRESHOLDS = np.arange(0.0, 151.0, 1.0)
@@ -44,64 +42,29 @@ AUC_THRESHOLDS = np.arange(0.0, 151.0, 1.0)
 def psnr(pred_rgb: jnp.ndarray, true_rgb: jnp.ndarray) -> jnp.ndarray:
   """Peak signal-to-noise ratio in dB with data range 1, per image: (B, H, W, C) -> (B,).
 
-  Equals `skimage.metrics.peak_signal_noise_ratio(true, pred, data_range=1)` except that
-  identical images give 100 dB instead of +inf (see `_PSNR_MIN_MSE`).
+  Equals `skimage.metrics.peak_signal_noise_ratio(true, pred, data_range=1)` (and `dm_pix.psnr`)
+  except that identical images give 100 dB instead of +inf (see `_PSNR_MIN_MSE`): why this is
+  not `dm_pix.psnr`.
   """
   diff = pred_rgb.astype(jnp.float32) - true_rgb.astype(jnp.float32)
   mse = jnp.mean(jnp.square(diff), axis=(1, 2, 3))
   return -10.0 * jnp.log10(jnp.maximum(mse, _PSNR_MIN_MSE))
 
 
-def _gaussian_taps(sigma: float, truncate: float) -> np.ndarray:
-  """The normalised 1-D kernel scipy.ndimage.gaussian_filter uses for (sigma, truncate)."""
-  radius = int(truncate * sigma + 0.5)
-  x = np.arange(-radius, radius + 1, dtype=np.float64)
-  taps = np.exp(-0.5 * (x / sigma) ** 2)
-  return (taps / taps.sum()).astype(np.float32)
-
-
-def _valid_filter(x: jnp.ndarray, taps: np.ndarray) -> jnp.ndarray:
-  """Separable 'valid' filtering over axes 1 and 2 of (B, H, W, C) by shifted sums.
-
-  The output loses len(taps) - 1 rows and columns. The kernel is tiny (11 taps), so 2 x 11
-  shifted multiply-adds are cheaper and simpler than a depthwise convolution and exact in f32.
-  """
-  n = len(taps)
-  h, w = x.shape[1], x.shape[2]
-  rows = sum(float(t) * x[:, i:h - n + 1 + i] for i, t in enumerate(taps))
-  return sum(float(t) * rows[:, :, i:w - n + 1 + i] for i, t in enumerate(taps))
-
-
 def ssim(pred_rgb: jnp.ndarray, true_rgb: jnp.ndarray) -> jnp.ndarray:
   """Mean structural similarity per image: (B, H, W, C) in [0, 1] -> (B,).
 
-  Matches `skimage.metrics.structural_similarity(true, pred, channel_axis=-1, data_range=1,
-  gaussian_weights=True, sigma=1.5, use_sample_covariance=False)`, i.e. Wang et al. (2004):
-  11-tap Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03, population covariances, SSIM
-  computed per channel and averaged over pixels and channels.
-
-  Borders: skimage filters with 'reflect' padding and then averages the SSIM map only over the
-  interior, cropping (win_size - 1) / 2 = 5 pixels on each side. The cropped pixels are exactly
-  those whose window reaches into the padding, so here the window statistics are computed with
-  a 'valid' filter (no padding at all), which yields the same interior map. Images must be at
-  least 11 x 11.
+  `dm_pix.ssim` (Wang et al. 2004: 11-tap Gaussian window of sigma 1.5, K1 = 0.01, K2 = 0.03,
+  population covariances, 'valid' filtering, averaged over pixels and channels). It equals
+  `skimage.metrics.structural_similarity(true, pred, channel_axis=-1, data_range=1,
+  gaussian_weights=True, sigma=1.5, use_sample_covariance=False)` to ~1e-5: skimage pads with
+  'reflect' and then crops (win_size - 1) / 2 = 5 pixels per side, exactly the pixels whose
+  window reaches into the padding (tests/test_metrics.py). Images must be at least 11 x 11.
   """
-  taps = _gaussian_taps(_SSIM_SIGMA, _SSIM_TRUNCATE)
-  if min(pred_rgb.shape[1], pred_rgb.shape[2]) < len(taps):
-    raise ValueError(f"ssim needs images of at least {len(taps)}x{len(taps)} pixels, "
+  if min(pred_rgb.shape[1], pred_rgb.shape[2]) < _SSIM_WINDOW:
+    raise ValueError(f"ssim needs images of at least {_SSIM_WINDOW}x{_SSIM_WINDOW} pixels, "
                      f"got {pred_rgb.shape[1]}x{pred_rgb.shape[2]}")
-  x = pred_rgb.astype(jnp.float32)
-  y = true_rgb.astype(jnp.float32)
-  mu_x = _valid_filter(x, taps)
-  mu_y = _valid_filter(y, taps)
-  var_x = _valid_filter(x * x, taps) - mu_x * mu_x
-  var_y = _valid_filter(y * y, taps) - mu_y * mu_y
-  cov_xy = _valid_filter(x * y, taps) - mu_x * mu_y
-  c1 = _SSIM_K1 ** 2  # (K1 * data_range)^2 with data_range = 1.
-  c2 = _SSIM_K2 ** 2
-  ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / (
-      (mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2))
-  return jnp.mean(ssim_map, axis=(1, 2, 3))
+  return dm_pix.ssim(pred_rgb.astype(jnp.float32), true_rgb.astype(jnp.float32))
 
 
 def colorfulness(rgb: jnp.ndarray) -> jnp.ndarray:
