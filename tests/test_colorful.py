@@ -46,3 +46,25 @@ def test_prior_command_writes_a_prior_peaking_near_neutral(tmp_path):
   prior = classification.compute_prior(config, progress=False)
   assert prior.counts.sum() > 0
   assert np.hypot(*prior.bins[np.argmax(prior.prior)]) <= 30
+
+
+def test_mode_prior_writes_the_prior_the_trainer_reads(tmp_path):
+  """`python -m colorjax.main --mode=prior` computes the prior alone, into the workdir."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from conftest import REPO_ROOT  # pylint: disable=g-import-not-at-top
+  import launch_utils  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path / "run")
+  result = subprocess.run(
+      [sys.executable, "-m", "colorjax.main", "--config=configs/colorful.py:tiny",
+       f"--workdir={workdir}", "--mode=prior", "--config.color.prior_num_images=6"],
+      cwd=REPO_ROOT, env=launch_utils.cpu_env(1), capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "wrote" in result.stderr and "Q=261 bins" in result.stderr
+  written = rebalance.load_prior(os.path.join(workdir, classification.PRIOR_FILENAME))
+  config = tiny_config("colorful")
+  with config.unlocked():
+    config.color.prior_num_images = 6
+  expected = classification.compute_prior(config, progress=False)
+  np.testing.assert_allclose(written.counts, expected.counts)
+  np.testing.assert_allclose(written.weights, expected.weights, rtol=1e-6)
