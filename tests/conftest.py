@@ -26,6 +26,18 @@ def tiny_config(name: str = "lsgan"):
   return load_config(name, "tiny")
 
 
+def skimage_photos(size: int):
+  """scikit-image's five bundled colour photos (astronaut, chelsea, coffee, rocket, motorcycle),
+  resized to size x size, as a uint8 batch (5, size, size, 3)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from skimage import data, transform  # pylint: disable=g-import-not-at-top
+  images = [data.astronaut(), data.chelsea(), data.coffee(), data.rocket(),
+            data.stereo_motorcycle()[0]]
+  return np.stack([
+      (transform.resize(image, (size, size), anti_aliasing=True) * 255).round().astype(np.uint8)
+      for image in images])
+
+
 @pytest.fixture
 def tiny_lsgan_config():
   return tiny_config("lsgan")

@@ -7,12 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy.spatial import cKDTree
-from skimage import color, data, transform
+from skimage import color, transform
 
 from colorjax.color import decode
 from colorjax.color import gamut
 from colorjax.color import rebalance
 from colorjax.color import soft_encoding
+from conftest import skimage_photos
 
 GRID = 10
 
@@ -20,15 +21,6 @@ GRID = 10
 @pytest.fixture(scope="module")
 def bins() -> np.ndarray:
   return gamut.gamut_bins(GRID)
-
-
-def _photos(size: int) -> np.ndarray:
-  """scikit-image's bundled colour photos, resized to size x size, as a uint8 batch."""
-  images = [data.astronaut(), data.chelsea(), data.coffee(), data.rocket(),
-            data.stereo_motorcycle()[0]]
-  return np.stack([
-      (transform.resize(image, (size, size), anti_aliasing=True) * 255).round().astype(np.uint8)
-      for image in images])
 
 
 def _ab(rgb_uint8: np.ndarray) -> np.ndarray:
@@ -67,7 +59,7 @@ def test_every_srgb_color_is_within_half_a_cell_diagonal_of_a_bin(bins):
 
 
 def test_soft_encode_sums_to_one_and_peaks_at_the_nearest_bin(bins):
-  ab = _ab(_photos(32)[:2])
+  ab = _ab(skimage_photos(32)[:2])
   indices, weights = jax.jit(soft_encoding.soft_encode, static_argnums=2)(
       jnp.asarray(ab, jnp.float32), bins, 5)
   assert indices.shape == weights.shape == ab.shape[:-1] + (5,)
@@ -105,7 +97,7 @@ def test_area_downsample_matches_block_means():
 
 def test_rebalanced_cross_entropy_matches_a_dense_reference(bins):
   rng = np.random.default_rng(1)
-  ab = _ab(_photos(32)[:2])
+  ab = _ab(skimage_photos(32)[:2])
   ab_small = np.asarray(soft_encoding.area_downsample(jnp.asarray(ab, jnp.float32), (8, 8)))
   logits = rng.normal(size=ab_small.shape[:-1] + (len(bins),)).astype(np.float32)
   class_weights = rng.uniform(0.2, 5.0, size=len(bins)).astype(np.float32)
@@ -181,7 +173,7 @@ def test_grayscale_images_do_not_count(bins):
 
 
 def test_counts_on_a_photo_match_a_numpy_reference(bins):
-  photo = _photos(32)[:1]
+  photo = skimage_photos(32)[:1]
   counts = rebalance.accumulate_bin_counts(jnp.zeros(len(bins)), photo, bins)
   order, d2 = _nearest_numpy(_ab(photo), bins)
   expected = np.bincount(order[..., 0].ravel(), minlength=len(bins))
@@ -190,7 +182,7 @@ def test_counts_on_a_photo_match_a_numpy_reference(bins):
 
 
 def test_the_prior_of_real_photos_peaks_near_neutral(bins, tmp_path):
-  prior = rebalance.estimate_prior([_photos(64)[:3], _photos(64)[3:]], bins, grid=GRID)
+  prior = rebalance.estimate_prior([skimage_photos(64)[:3], skimage_photos(64)[3:]], bins, grid=GRID)
   peak = bins[np.argmax(prior.prior)]
   assert np.linalg.norm(peak) <= GRID
   np.testing.assert_allclose(float((prior.prior * prior.weights).sum()), 1.0, rtol=1e-5)

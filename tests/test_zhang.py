@@ -7,19 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from skimage import data, transform
 
 from colorjax.color import decode, gamut, lab, rebalance, soft_encoding
 from colorjax.models import build_generator, zhang
-
-
-def _photos(size: int) -> np.ndarray:
-  """scikit-image's bundled colour photos, resized to size x size, as a uint8 batch."""
-  images = [data.astronaut(), data.chelsea(), data.coffee(), data.rocket(),
-            data.stereo_motorcycle()[0]]
-  return np.stack([
-      (transform.resize(image, (size, size), anti_aliasing=True) * 255).round().astype(np.uint8)
-      for image in images])
+from conftest import skimage_photos
 
 
 WIDTH = 16
@@ -72,8 +63,8 @@ def test_paper_widths_and_bfloat16():
   assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(params))
 
 
-def test_a_few_adam_steps_lower_the_rebalanced_loss_on_photos(model_and_variables, bins):
-  photos = _photos(32)
+def test_a_few_adam_steps_lower_the_rebalanced_loss_onskimage_photos(model_and_variables, bins):
+  photos = skimage_photos(32)
   prior = rebalance.estimate_prior([photos], bins)
   l, ab_norm = lab.uint8_to_model_inputs(jnp.asarray(photos))
   ab_target = soft_encoding.area_downsample(lab.denormalize_ab(ab_norm), zhang.logits_size((32, 32)))
