@@ -38,14 +38,13 @@ def train_default_model(workdir: str) -> None:
 
 def time_once(colorizer, source: str, output: str) -> tuple[float, float, float]:
   """(read, model + recombine, write) seconds for one file."""
-  from colorjax import colorize
   from colorjax.data import images  # pylint: disable=g-import-not-at-top
   start = time.perf_counter()
-  array = colorize.to_model_input(images.read_image(source))
+  array = images.to_model_input(images.read_image(source))
   read = time.perf_counter()
   result = colorizer(array)
   model = time.perf_counter()
-  colorize.save(result, output, "png", 95)
+  images.save_image(result, output, "png", 95)
   return read - start, model - read, time.perf_counter() - model
 
 

@@ -28,7 +28,6 @@ the input's size, frame rate and frame count (see `colorjax.video`):
 
 from __future__ import annotations
 
-import argparse
 import collections
 import dataclasses
 import glob
@@ -36,12 +35,10 @@ import os
 import sys
 from typing import Iterable, Sequence
 
-import numpy as np
-from PIL import Image
+from absl import flags
 
 from colorjax.core import cli
 from colorjax.core import errors
-from colorjax.core import files
 from colorjax.data import images
 
 FORMATS = {"png": ".png", "jpeg": ".jpg"}
@@ -50,6 +47,40 @@ EXIT_CODES = """exit codes:
   1  some inputs failed (listed in the summary); the others were done
   2  nothing was done (every input failed or none matched), or a usage error
      (a bad flag, a workdir without a checkpoint)"""
+
+
+COMMAND = cli.Command("python -m colorjax.colorize", __doc__, required=("workdir", "out"),
+                      positional="inputs", epilog=EXIT_CODES)
+_FLAGS = COMMAND.flags
+flags.DEFINE_string("out", None, "output folder; each input becomes <stem>_color.png in it",
+                    short_name="o", flag_values=_FLAGS)
+flags.DEFINE_string("workdir", None, "training workdir (config.json + checkpoints/)",
+                    flag_values=_FLAGS)
+flags.DEFINE_integer("step", None, "checkpoint step (None: the latest that loads)",
+                     flag_values=_FLAGS)
+flags.DEFINE_enum("format", "png", sorted(FORMATS),
+                  "image output format, whatever the input's (videos keep theirs)",
+                  flag_values=_FLAGS)
+flags.DEFINE_integer("quality", 95, "JPEG quality", lower_bound=1, upper_bound=100,
+                     flag_values=_FLAGS)
+flags.DEFINE_integer("render_size", None,
+                     "side of the square the model sees (None: its training size); colours come "
+                     "from this rendering, detail from the full-size L. Larger: finer colour "
+                     "regions, slower, and beyond the training size the model sees objects at "
+                     "unfamiliar scales (DeOldify's render_factor)", flag_values=_FLAGS)
+flags.DEFINE_integer("batch_size", 8, "images per model call (memory vs speed)", lower_bound=1,
+                     flag_values=_FLAGS)
+flags.DEFINE_bool("overwrite", False,
+                  "redo outputs that already exist; without it they are kept, with a notice",
+                  flag_values=_FLAGS)
+flags.DEFINE_bool("no_progress", False, "hide the progress bar", flag_values=_FLAGS)
+flags.DEFINE_float("temporal_smoothing", 0.8,
+                   "videos: strength 0..1 of the motion-compensated smoothing of the colours over "
+                   "time (colorjax/video.py); 0 colorizes frames alone", lower_bound=0.0,
+                   upper_bound=1.0, flag_values=_FLAGS)
+flags.DEFINE_bool("no_temporal", False,
+                  "videos: colorize every frame on its own (--temporal_smoothing=0)",
+                  flag_values=_FLAGS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,29 +133,6 @@ def expand_inputs(inputs: Sequence[str], out_dir: str,
   return jobs, problems
 
 
-def to_model_input(decoded: images.DecodedImage) -> np.ndarray:
-  """The array the colorizer takes: uint16 for 16-bit sources, RGBA when there is alpha."""
-  if decoded.rgb16 is not None:  # 16-bit gray: its L is finer than the 8-bit copy's.
-    return decoded.rgb16[..., 0]
-  if decoded.alpha is not None:
-    return np.concatenate([decoded.rgb, decoded.alpha[..., None]], axis=-1)
-  return decoded.rgb
-
-
-def save(image: np.ndarray, path: str, fmt: str, quality: int) -> None:
-  """Writes uint8/uint16 RGB(A) atomically (tmp file + rename); 16-bit is written as 8-bit,
-  which is all PIL can write for colour PNGs."""
-  if image.dtype == np.uint16:
-    image = ((image.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-  if fmt == "jpeg" and image.shape[-1] == 4:
-    image = images.composite_on_white(image[..., :3], image[..., 3])
-  with files.atomic_path(path) as tmp:  # A full disk or a kill leaves no half image.
-    if fmt == "jpeg":
-      Image.fromarray(image).save(tmp, format="JPEG", quality=quality, subsampling=0)
-    else:
-      Image.fromarray(image).save(tmp, format="PNG")
-
-
 def _batches(jobs: Sequence[Job], size: int) -> Iterable[list[Job]]:
   for start in range(0, len(jobs), size):
     yield list(jobs[start:start + size])
@@ -141,13 +149,13 @@ def run(colorizer, jobs: Sequence[Job], fmt: str, quality: int, batch_size: int,
       for job in batch:
         try:
           # Colorizing needs no minimum size: a 1x1 image is upsampled like any other.
-          ready.append((job, to_model_input(images.read_image(job.source, min_side=1))))
+          ready.append((job, images.to_model_input(images.read_image(job.source, min_side=1))))
         except images.ImageError as e:
           skipped.append((job.source, e.detail))
       results = colorizer.colorize_batch([array for _, array in ready]) if ready else []
       for (job, _), result in zip(ready, results):
         try:
-          save(result, job.output, fmt, quality)
+          images.save_image(result, job.output, fmt, quality)
           written.append(job.output)
         except OSError as e:
           skipped.append((job.source, f"cannot write {job.output}: {e.strerror or e}"))
@@ -191,54 +199,19 @@ def summary(written: Sequence[str], skipped: Sequence[tuple[str, str]],
   return "\n".join(lines)
 
 
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(
-      prog="python -m colorjax.colorize",
-      description="Colorize photos and videos with a trained colorjax model.",
-      epilog=EXIT_CODES, formatter_class=cli.HelpFormatter)
-  parser.add_argument("inputs", nargs="+", metavar="INPUT",
-                      help="image or video files, folders (recursive) or glob patterns")
-  parser.add_argument("-o", "--out", required=True,
-                      help="output folder; each input becomes <stem>_color.png in it")
-  parser.add_argument("--workdir", required=True,
-                      help="training workdir (config.json + checkpoints/)")
-  parser.add_argument("--step", type=int, default=None,
-                      help="checkpoint step (None: the latest that loads)")
-  parser.add_argument("--format", choices=sorted(FORMATS), default="png",
-                      help="image output format, whatever the input's (videos keep theirs)")
-  parser.add_argument("--quality", type=int, default=95, help="JPEG quality (1-100)")
-  parser.add_argument("--render_size", type=int, default=None,
-                      help="side of the square the model sees (None: its training size); "
-                           "colours come from this rendering, detail from the full-size L. "
-                           "Larger: finer colour regions, slower, and beyond the training size "
-                           "the model sees objects at unfamiliar scales (DeOldify's render_factor)")
-  parser.add_argument("--batch_size", type=int, default=8,
-                      help="images per model call (memory vs speed)")
-  parser.add_argument("--overwrite", action="store_true",
-                      help="redo outputs that already exist; without it they are kept, with a notice")
-  parser.add_argument("--no_progress", action="store_true", help="hide the progress bar")
-  parser.add_argument("--temporal_smoothing", type=float, default=0.8,
-                      help="videos: strength 0..1 of the motion-compensated smoothing of the "
-                           "colours over time (colorjax/video.py); 0 colorizes frames alone")
-  parser.add_argument("--no_temporal", action="store_true",
-                      help="videos: colorize every frame on its own (--temporal_smoothing=0)")
-  args = parser.parse_args(argv)
-  if not 1 <= args.quality <= 100:
-    parser.error(f"--quality must be in 1..100, got {args.quality}")
-  if args.batch_size < 1:
-    parser.error(f"--batch_size must be positive, got {args.batch_size}")
-  if not 0.0 <= args.temporal_smoothing <= 1.0:
-    parser.error(f"--temporal_smoothing must be in 0..1, got {args.temporal_smoothing}")
+def parse_args(argv: Sequence[str]) -> cli.Args:
+  """The flags of `argv` (`args.inputs`: the positional INPUTs); raises UserError on a mistake."""
+  args = COMMAND.parse(argv)
+  if not args.inputs:
+    raise errors.UserError("no INPUT: name image or video files, folders or glob patterns")
   if args.no_temporal:
     args.temporal_smoothing = 0.0
   return args
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-  args = parse_args(sys.argv[1:] if argv is None else argv)
+def _colorize(args: cli.Args) -> int:
   if os.path.isfile(args.out):
-    print(f"error: -o {args.out} is a file (an input?); give an output folder", file=sys.stderr)
-    return 2
+    raise errors.UserError(f"-o {args.out} is a file (an input?); give an output folder")
   from colorjax.core import console  # pylint: disable=g-import-not-at-top
   console.quiet_libraries()  # Before TensorFlow or Orbax load.
   jobs, skipped = expand_inputs(args.inputs, args.out, FORMATS[args.format])
@@ -264,6 +237,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     written, skipped = written + video_written, skipped + failed + video_failed
   print(summary(written, skipped, kept))
   return exit_code(written, kept, skipped)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """`python -m colorjax.colorize` with `argv` (default: sys.argv[1:]); returns the exit code."""
+  return COMMAND.run(_colorize, argv, parse=parse_args)
 
 
 if __name__ == "__main__":

@@ -19,22 +19,24 @@ Files written in --out:
     (input "rgb", output "output_0"), loadable with `tf.saved_model.load`. Needs TensorFlow
     (the `tf` extra); without it, --format=all writes the StableHLO files alone.
 
-This module imports only jax, numpy and the standard library at the top, so that
+This module imports only jax, numpy, absl's flags and the standard library at the top, so that
 `load_stablehlo` works in a process that has no colorjax model code loaded.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 from typing import Any, Callable, Sequence
 
+from absl import flags
 import jax
 from jax import export as jax_export
 import numpy as np
 
+from colorjax.core import cli
+from colorjax.core import errors
 from colorjax.core import files
 
 STABLEHLO_FILE = "model.stablehlo"
@@ -59,11 +61,24 @@ def _input_spec() -> jax.ShapeDtypeStruct:
   return jax.ShapeDtypeStruct(jax_export.symbolic_shape(INPUT_SHAPE), np.uint8)
 
 
+def lower_stablehlo(colorizer: Any,
+                    platforms: Sequence[str] = ("cpu",)) -> jax_export.Exported:
+  """The serving function exported for `platforms`, with convolutions computed their way.
+
+  The model's convolution implementation is chosen here for the target platforms, not for the
+  host doing the export (`layers.resolve_conv`): XLA's convolution as soon as one of them is
+  an accelerator (one artifact serves them all), im2col + matmul for the CPU alone. The
+  weights are the same either way.
+  """
+  colorizer = colorizer.with_conv("auto", platforms)
+  return jax_export.export(jax.jit(serving_function(colorizer)),
+                           platforms=tuple(platforms))(_input_spec())
+
+
 def export_stablehlo(colorizer: Any, out_dir: str,
                      platforms: Sequence[str] = ("cpu",)) -> jax_export.Exported:
   """Writes `model.stablehlo` and `signature.json` into `out_dir`; returns the Exported."""
-  exported = jax_export.export(jax.jit(serving_function(colorizer)),
-                               platforms=tuple(platforms))(_input_spec())
+  exported = lower_stablehlo(colorizer, platforms)
   os.makedirs(out_dir, exist_ok=True)
   files.write_bytes(os.path.join(out_dir, STABLEHLO_FILE), bytes(exported.serialize()))
   signature = {
@@ -114,29 +129,23 @@ def export_savedmodel(colorizer: Any, out_dir: str) -> str:
 
 
 
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-  from colorjax.core import cli  # pylint: disable=g-import-not-at-top
-  parser = argparse.ArgumentParser(prog="python -m colorjax.export",
-                                   description="Export a trained colorjax model for serving.",
-                                   formatter_class=cli.HelpFormatter)
-  parser.add_argument("--workdir", required=True,
-                      help="training workdir (config.json + checkpoints/)")
-  parser.add_argument("--format", choices=("stablehlo", "savedmodel", "all"), default="all",
-                      help="stablehlo: jax.export module (runs with jax alone); savedmodel: TF "
-                           "SavedModel via jax2tf (needs TensorFlow); all: both")
-  parser.add_argument("--out", default=None, help="output folder (None: <workdir>/export)")
-  parser.add_argument("--size", type=int, default=None,
-                      help="render size: the square side the model runs at (default: training "
-                           "size); input images may have any size")
-  parser.add_argument("--step", type=int, default=None,
-                      help="checkpoint step (None: the latest that loads)")
-  parser.add_argument("--platforms", default="cpu,cuda",
-                      help="comma-separated StableHLO platforms, e.g. cpu,cuda")
-  return parser.parse_args(argv)
+COMMAND = cli.Command("python -m colorjax.export", __doc__, required=("workdir",))
+_FLAGS = COMMAND.flags
+flags.DEFINE_string("workdir", None, "training workdir (config.json + checkpoints/)",
+                    flag_values=_FLAGS)
+flags.DEFINE_enum("format", "all", ["stablehlo", "savedmodel", "all"],
+                  "stablehlo: jax.export module (runs with jax alone); savedmodel: TF SavedModel "
+                  "via jax2tf (needs TensorFlow); all: both", flag_values=_FLAGS)
+flags.DEFINE_string("out", None, "output folder (None: <workdir>/export)", flag_values=_FLAGS)
+flags.DEFINE_integer("size", None, "render size: the square side the model runs at (None: the "
+                     "training size); input images may have any size", flag_values=_FLAGS)
+flags.DEFINE_integer("step", None, "checkpoint step (None: the latest that loads)",
+                     flag_values=_FLAGS)
+flags.DEFINE_list("platforms", "cpu,cuda", "comma-separated StableHLO platforms, e.g. cpu,cuda",
+                  flag_values=_FLAGS)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-  args = parse_args(sys.argv[1:] if argv is None else argv)
+def _export(args: cli.Args) -> int:
   from colorjax.core import console  # pylint: disable=g-import-not-at-top
   console.quiet_libraries()  # Before TensorFlow or Orbax load.
   from colorjax import inference  # pylint: disable=g-import-not-at-top
@@ -146,22 +155,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Without TF (the core install), --format=all is the StableHLO module alone.
     message = f"the SavedModel export needs TensorFlow: {tf_utils.INSTALL_HINT}"
     if args.format == "savedmodel":
-      print(f"error: {message}", file=sys.stderr)
-      return 2
+      return errors.report(message)
     print(f"note: SavedModel skipped; {message}", file=sys.stderr)
     savedmodel = False
   try:
     colorizer = inference.Colorizer.from_workdir(args.workdir, args.step, args.size)
   except (FileNotFoundError, checkpointing.CheckpointError) as e:
-    print(f"error: {e}", file=sys.stderr)  # No usable or no fitting checkpoint: one line.
-    return 2
+    return errors.report(e)  # No usable or no fitting checkpoint: one line.
   out = args.out or os.path.join(args.workdir, "export")
   if args.format in ("stablehlo", "all"):
-    export_stablehlo(colorizer, out, args.platforms.split(","))
+    export_stablehlo(colorizer, out, args.platforms)
     print(f"wrote {os.path.join(out, STABLEHLO_FILE)} and {SIGNATURE_FILE}")
   if savedmodel:
     print(f"wrote {export_savedmodel(colorizer, out)}")
   return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """`python -m colorjax.export` with `argv` (default: sys.argv[1:]); returns the exit code."""
+  return COMMAND.run(_export, argv)
 
 
 if __name__ == "__main__":

@@ -1,459 +1,113 @@
-r"""Turns a folder of photos into a TFDS dataset (ArrayRecord) for training.
+r"""Prepares what training reads: a folder of photos as a TFDS dataset, or the FID weights.
 
   python -m colorjax.prepare --src=~/Pictures --name=my_photos --data_dir=~/tfds
 
-reads every image under --src (nested folders, jpg/png/webp/bmp/tiff/gif),
-decodes it with `colorjax.data.images.read_image`, drops what cannot teach colour
-(unreadable files, grayscale photos, tiny images), shrinks the rest so the
-longer side is at most --max_side, and writes `train` and `validation` splits
-(assigned by `colorjax.data.images.hash_split`, the same function the folder data
-source uses). The result is read with
+reads every image under --src (nested folders, jpg/png/webp/bmp/tiff/gif), drops what cannot
+teach colour (unreadable files, grayscale photos, tiny images), shrinks the rest so the longer
+side is at most --max_side, and writes `train` and `validation` splits (by a stable hash of each
+path, as the folder data source splits) as an ArrayRecord TFDS dataset, read with
+--config.data.name=my_photos --config.data.data_dir=~/tfds. Photos in one first-level subfolder
+per class also get a "label". Work is resumable: decoding runs in chunks (a pool of --workers
+processes) kept under <data_dir>/.colorjax_prepare/<name>/ until the dataset is written, so a
+restarted run skips finished chunks. See `colorjax.data.prepare`.
 
-  tfds.data_source("my_photos", split="train", data_dir=DIR)
+  python -m colorjax.prepare --src=pt_inception-2015-12-05-6726825d.pth \
+    --fid_weights=fid_inception.npz
 
-whose records are {"image": uint8 (H, W, 3), "path": bytes (relative path)}, plus
-"label" (a ClassLabel named after the subfolders) when every photo sits in a
-first-level subfolder, one per class, as the folder data source reads them.
+converts pytorch-fid's Inception weights to the .npz that the config's FID weights name (README.md,
+FID; the format is `colorjax.evals.inception`'s); it needs `torch` importable, only to unpickle
+the .pth.
 
-Images are stored PNG-encoded: lossless, so the stored pixels are exactly the
-resized RGB. JPEG would be 3-5x smaller but its 4:2:0 chroma subsampling halves
-the resolution of exactly the a/b signal the model learns to predict, and adds
-block artifacts to the targets.
-
-Work is resumable: decoding runs in chunks (a pool of --workers processes),
-each chunk saved to <data_dir>/.colorjax_prepare/<name>/ under a hash of its
-files (relative path, size, mtime) and options. A restarted run skips finished
-chunks; the work folder is removed once the dataset is written.
+Exit codes: 0 done, 2 a mistake in the command or the input (one line saying what to change).
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import hashlib
-import io
-import json
-import multiprocessing
 import os
-import pathlib
 import pickle
-import re
-import shutil
 import sys
-import time
-from collections import Counter
-from typing import Any, Iterator, Sequence
+from typing import Sequence
 
-import numpy as np
-from PIL import Image
-from tqdm import tqdm
+from absl import flags
 
-from colorjax.core import diskspace
-from colorjax.core import files
+from colorjax.core import cli
+from colorjax.core import errors
 from colorjax.data import images
 
-VERSION = "1.0.0"
-SUMMARY_FILE = "prepare_summary.json"
-WORK_FOLDER = ".colorjax_prepare"
-SPLITS = ("train", "validation")
-
-# Bump when the chunk contents change meaning, so stale work is not reused.
-_CHUNK_FORMAT = 1
-_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
-
-
-@dataclasses.dataclass(frozen=True)
-class Options:
-  """What decides the content of the prepared images (part of the chunk keys)."""
-  max_side: int = 512
-  min_side: int = images.DEFAULT_MIN_SIDE
-  max_pixels: int = images.DEFAULT_MAX_PIXELS
-
-
-def check_name(name: str) -> None:
-  """Raises ValueError unless `name` is a valid (snake_case) TFDS dataset name."""
-  if not _NAME_RE.match(name):
-    raise ValueError(
-        f"invalid dataset name {name!r}: TFDS names are snake_case, i.e. start "
-        "with a lowercase letter followed by lowercase letters, digits or "
-        f"underscores (e.g. {_suggest_name(name)!r})")
+COMMAND = cli.Command("python -m colorjax.prepare", __doc__, required=("src",))
+_FLAGS = COMMAND.flags
+flags.DEFINE_string("src", None, "folder of photos (searched recursively); with --fid_weights, "
+                    "pytorch-fid's .pth file", flag_values=_FLAGS)
+flags.DEFINE_string("name", None, "dataset name, snake_case (needed for a dataset)",
+                    flag_values=_FLAGS)
+flags.DEFINE_string("data_dir", None, "TFDS data dir to write into (needed for a dataset)",
+                    flag_values=_FLAGS)
+flags.DEFINE_integer("max_side", 512, "longer side of stored images", flag_values=_FLAGS)
+flags.DEFINE_float("validation_percent", 5.0,
+                   "share of photos held out for eval, by a hash of each path (a folder with "
+                   "train/ and test/ or val/ is split by those instead)", flag_values=_FLAGS)
+flags.DEFINE_integer("min_side", images.DEFAULT_MIN_SIDE,
+                     "skip images whose shorter side is below this", flag_values=_FLAGS)
+flags.DEFINE_integer("workers", 2, "decoding processes", flag_values=_FLAGS)
+flags.DEFINE_integer("chunk_size", 128, "files per resumable chunk", flag_values=_FLAGS)
+flags.DEFINE_bool("keep_work", False, "keep decoded chunks after the dataset is written",
+                  flag_values=_FLAGS)
+flags.DEFINE_bool("no_progress", False, "no progress bars/summary", flag_values=_FLAGS)
+flags.DEFINE_string("fid_weights", None,
+                    "instead of a dataset: write the FID Inception weights converted from the "
+                    "--src .pth to this .npz (the file the config's FID weights name)",
+                    flag_values=_FLAGS)
 
 
-def _suggest_name(name: str) -> str:
-  snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
-  snake = re.sub(r"[^a-z0-9_]+", "_", snake).strip("_")
-  if not snake or not snake[0].isalpha():
-    snake = "photos_" + snake
-  return snake
-
-
-def resize_to_max_side(rgb: np.ndarray, max_side: int) -> np.ndarray:
-  """Shrinks (never enlarges) so that the longer side is at most `max_side`."""
-  height, width = rgb.shape[:2]
-  longest = max(height, width)
-  if longest <= max_side:
-    return rgb
-  scale = max_side / longest
-  size = (max(1, round(width * scale)), max(1, round(height * scale)))
-  # LANCZOS avoids aliasing when shrinking; reducing_gap first box-reduces
-  # very large photos, which is much faster and visually identical.
-  resized = Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
-  return np.asarray(resized)
-
-
-def encode_png(rgb: np.ndarray) -> bytes:
-  """Lossless PNG bytes of a uint8 (H, W, 3) array."""
-  buffer = io.BytesIO()
-  # compress_level 3 is ~3x faster than the default 6 for ~5% larger files.
-  Image.fromarray(rgb).save(buffer, format="PNG", compress_level=3)
-  return buffer.getvalue()
-
-
-def process_file(path: pathlib.Path, options: Options) -> tuple[bytes | None, str, str]:
-  """Decodes, filters and resizes one file.
-
-  Returns:
-    (png_bytes, "", "") for a usable image, else (None, reason, detail) with
-    reason one of ImageError's reasons, "grayscale" or "too small".
-  """
+def _convert_fid_weights(src: str, dst: str) -> int:
+  """pytorch-fid's .pth at `src` -> the .npz `colorjax.evals.inception` loads, at `dst`."""
+  if not os.path.isfile(src):
+    raise errors.UserError(f"--src={src} is not a file: with --fid_weights, --src is pytorch-fid's "
+                           "pt_inception-2015-12-05-6726825d.pth")
+  from colorjax.evals import inception  # pylint: disable=g-import-not-at-top
   try:
-    decoded = images.read_image(
-        path, max_pixels=options.max_pixels, min_side=options.min_side)
-  except images.ImageError as e:
-    return None, e.reason, e.detail
-  if decoded.is_grayscale:
-    # Gray photos would teach the model that gray is a right answer.
-    return None, "grayscale", f"grayscale (mode {decoded.mode})"
-  rgb = images.composite_on_white(decoded.rgb, decoded.alpha)
-  rgb = resize_to_max_side(rgb, options.max_side)
-  if min(rgb.shape[:2]) < options.min_side:
-    # Extreme panoramas: fine on disk, a sliver after shrinking.
-    return None, "too small", (
-        f"too small: {rgb.shape[1]}x{rgb.shape[0]} after resizing "
-        f"(min_side={options.min_side})")
-  return encode_png(rgb), "", ""
+    inception.convert_pytorch_fid(src, dst)
+  except ImportError as e:  # No torch: the message says what to install.
+    raise errors.UserError(str(e)) from e
+  except (ValueError, KeyError, RuntimeError, EOFError, pickle.UnpicklingError) as e:
+    # Not a .pth (torch.load's errors), or not pytorch-fid's Inception (a missing or odd array).
+    raise errors.UserError(f"--src={src} is not pytorch-fid's Inception: {e}") from e
+  print(f"wrote {dst}: name it as the config's FID weights (README.md, FID)", file=sys.stderr)
+  return 0
 
 
-def _file_entry(root: pathlib.Path, path: str) -> tuple[str, int, int]:
-  stat = os.stat(path)
-  return images.relative_key(path, root), stat.st_size, stat.st_mtime_ns
-
-
-def _chunk_key(entries: Sequence[tuple[str, int, int]], options: Options) -> str:
-  payload = json.dumps(
-      {"format": _CHUNK_FORMAT, "options": dataclasses.asdict(options),
-       "files": list(entries)}, sort_keys=True)
-  return hashlib.sha1(payload.encode("utf-8")).hexdigest()
-
-
-def _process_chunk(task: tuple[str, str, list[str], Options]) -> int:
-  """Pool worker: decodes one chunk of files and saves it atomically."""
-  chunk_path, root, relpaths, options = task
-  records, skipped = [], []
-  for rel in relpaths:
-    png, reason, detail = process_file(pathlib.Path(root) / rel, options)
-    if png is None:
-      skipped.append((rel, reason, detail))
-    else:
-      records.append((rel, png))
-  payload = pickle.dumps({"records": records, "skipped": skipped},
-                         protocol=pickle.HIGHEST_PROTOCOL)
+def _prepare(args: cli.Args) -> int:
+  if args.fid_weights:
+    extra = [f"--{name}" for name in ("name", "data_dir") if getattr(args, name)]
+    if extra:
+      raise errors.UserError(f"--fid_weights converts Inception weights; {' and '.join(extra)} "
+                             f"{'names' if len(extra) == 1 else 'name'} a dataset: prepare each "
+                             "in its own command")
+    return _convert_fid_weights(args.src, args.fid_weights)
+  missing = [f"--{name}" for name in ("name", "data_dir") if not getattr(args, name)]
+  if missing:
+    raise errors.UserError(f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+                           "required for a dataset (or --fid_weights=OUT.npz to convert FID "
+                           "weights from --src)  (--help lists the flags)")
+  from colorjax.core import tf_utils  # pylint: disable=g-import-not-at-top
+  if not tf_utils.tensorflow_available():  # Say so now, not after decoding every photo.
+    raise errors.UserError(f"colorjax.prepare needs TensorFlow and TFDS, which the core install "
+                           f"leaves out: {tf_utils.INSTALL_HINT}")
+  from colorjax.core import diskspace  # pylint: disable=g-import-not-at-top
+  from colorjax.data import prepare  # pylint: disable=g-import-not-at-top
   try:
-    # A run killed mid-write leaves no half chunk to be reused, and a partial chunk is removed
-    # (it would only take the space the next one needs).
-    files.write_bytes(chunk_path, payload)
-  except OSError as e:
-    code = diskspace.errno_of(e)
-    if code is None:
-      raise
-    # Raised in a pool worker: a plain message is what survives the trip to the parent.
-    raise diskspace.DiskFullError(
-        f"cannot write the decoded chunk {chunk_path}: {diskspace.reason(code)}; it needs "
-        f"{diskspace.megabytes(len(payload))}, {diskspace.free_space(chunk_path)}. Free space "
-        "(or use another --data_dir) and rerun: finished chunks are kept and reused") from None
-  return len(relpaths)
-
-
-def _load_chunk(path: pathlib.Path) -> dict[str, list]:
-  with open(path, "rb") as f:
-    return pickle.load(f)
-
-
-def _split_examples(
-    chunk_paths: Sequence[pathlib.Path], split: str, validation_percent: float, total: int,
-    with_labels: bool, progress: bool,
-) -> Iterator[tuple[str, dict[str, Any]]]:
-  with tqdm(total=total, desc=f"writing {split}", unit="img", disable=not progress) as bar:
-    for chunk_path in chunk_paths:
-      for rel, png in _load_chunk(chunk_path)["records"]:
-        if images.hash_split(rel, validation_percent) == split:
-          bar.update(1)
-          # Bytes go to tfds.features.Image unchanged: no second encode.
-          example = {"image": png, "path": rel}
-          if with_labels:
-            example["label"] = images.folder_class(rel)  # ClassLabel encodes the name.
-          yield rel, example
-
-
-def _write_tfds(
-    name: str, data_dir: pathlib.Path, chunk_paths: Sequence[pathlib.Path],
-    counts: dict[str, int], validation_percent: float, classes: Sequence[str] | None,
-    description: str, progress: bool,
-) -> None:
-  """Writes the non-empty splits as an ArrayRecord TFDS dataset (with labels if `classes`)."""
-  from colorjax.core import tf_utils  # Imported late: decoding workers never need TF.
-  tf_utils.import_tensorflow("colorjax.prepare (writing a TFDS dataset)")  # TFDS writes with TF.
-  tfds = tf_utils.import_tfds("colorjax.prepare (writing a TFDS dataset)")
-
-  tfds.disable_progress_bar()  # Our own tqdm bars below say the same, once.
-  features = tfds.features.FeaturesDict({
-      "image": tfds.features.Image(shape=(None, None, 3), dtype=np.uint8, encoding_format="png"),
-      "path": tfds.features.Text(),
-      **({"label": tfds.features.ClassLabel(names=list(classes))} if classes else {}),
-  })
-  split_datasets = {
-      split: _split_examples(chunk_paths, split, validation_percent, counts[split],
-                             bool(classes), progress)
-      for split in SPLITS if counts[split]  # TFDS refuses to write an empty split.
-  }
-  downloads = data_dir / "downloads"
-  had_downloads = downloads.exists()
-  tfds.dataset_builders.store_as_tfds_dataset(
-      name=name, version=VERSION, features=features, split_datasets=split_datasets,
-      data_dir=os.fspath(data_dir), description=description, file_format="array_record")
-  if not had_downloads:
-    # TFDS creates an (empty) download folder we never use; don't leave litter.
-    shutil.rmtree(downloads, ignore_errors=True)
-
-
-def _existing_summary(dataset_dir: pathlib.Path) -> dict[str, Any] | None:
-  """The summary of a dataset this command wrote before; errors on foreign ones."""
-  if not dataset_dir.exists():
-    return None
-  summary_path = dataset_dir / SUMMARY_FILE
-  if not summary_path.exists():
-    raise FileExistsError(
-        f"{dataset_dir} exists but was not written by colorjax.prepare; "
-        "choose another --name or --data_dir, or delete it")
-  return json.loads(summary_path.read_text())
-
-
-def format_summary(summary: dict[str, Any]) -> str:
-  """A few human readable lines about a prepare run."""
-  lines = [
-      f"dataset {summary['name']} at {summary['dataset_dir']}",
-      f"  found {summary['found']} image files in {summary['src']}",
-  ]
-  if summary.get("classes"):
-    names = summary["classes"]
-    lines.append(f"  labels: {len(names)} classes from the subfolders ({', '.join(names[:5])}"
-                 f"{', ...' if len(names) > 5 else ''})")
-  for split, count in summary["written"].items():
-    lines.append(f"  written {split}: {count}")
-  for reason, count in sorted(summary["skipped"].items()):
-    lines.append(f"  skipped ({reason}): {count}")
-  lines.append(
-      f"  chunks: {summary['chunks']['total']} ({summary['chunks']['reused']} reused "
-      f"from an earlier run); {summary['seconds']['total']:.1f}s total, "
-      f"{summary['images_per_second']:.0f} images/s decoding")
-  for note in summary["notes"]:
-    lines.append(f"  note: {note}")
-  return "\n".join(lines)
-
-
-def prepare(
-    src: str | os.PathLike,
-    name: str,
-    data_dir: str | os.PathLike,
-    *,
-    max_side: int = 512,
-    validation_percent: float = 5.0,
-    min_side: int = images.DEFAULT_MIN_SIDE,
-    workers: int = 2,
-    chunk_size: int = 128,
-    keep_work: bool = False,
-    progress: bool = True,
-) -> dict[str, Any]:
-  """Prepares `src` into the TFDS dataset `name` under `data_dir`.
-
-  Args:
-    src: folder of photos (searched recursively, see `images.list_images`).
-    name: TFDS dataset name (snake_case).
-    data_dir: TFDS data dir; the dataset lands in <data_dir>/<name>/1.0.0.
-    max_side: longer side of the stored images (smaller images are kept as is).
-    validation_percent: share of files (by `images.hash_split`) in validation.
-    min_side: images with a shorter side below this are skipped.
-    workers: decoding processes; 1 decodes in this process.
-    chunk_size: files per unit of resumable work.
-    keep_work: keep the decoded chunks after writing (else deleted).
-    progress: show progress bars.
-
-  Returns:
-    The summary (also printed and saved as <dataset dir>/prepare_summary.json).
-  """
-  start = time.perf_counter()
-  check_name(name)
-  if not 1 <= min_side <= max_side:
-    raise ValueError(f"need 1 <= min_side <= max_side, got {min_side=}, {max_side=}")
-  if not 0 <= validation_percent <= 100:
-    raise ValueError(f"validation_percent must be in [0, 100], got {validation_percent}")
-  if workers < 1 or chunk_size < 1:
-    raise ValueError(f"workers and chunk_size must be >= 1, got {workers=}, {chunk_size=}")
-  root = pathlib.Path(src).expanduser().resolve()
-  data_dir = pathlib.Path(data_dir).expanduser().resolve()
-  options = Options(max_side=max_side, min_side=min_side)
-
-  entries = [_file_entry(root, p) for p in images.list_images(root)]
-  if not entries:
-    raise ValueError(f"no image files ({', '.join(images.IMAGE_EXTENSIONS)}) under {root}")
-  classes = images.folder_classes([rel for rel, _, _ in entries])
-  # "format" 2 added the labels: datasets written before are rewritten with them.
-  source_key = hashlib.sha1(json.dumps(
-      {"chunk": _chunk_key(entries, options), "validation_percent": validation_percent,
-       "format": 2}, sort_keys=True).encode("utf-8")).hexdigest()
-
-  dataset_dir = data_dir / name / VERSION
-  previous = _existing_summary(dataset_dir)
-  if previous is not None and previous.get("source_key") == source_key:
-    if progress:
-      print(f"{dataset_dir} is up to date with {root}; nothing to do.")
-      print(format_summary(previous))
-    return previous
-
-  # Chunk i always holds files [i*chunk_size, (i+1)*chunk_size) of the sorted
-  # listing, so files appended at the end leave earlier chunks reusable.
-  work_dir = data_dir / WORK_FOLDER / name
-  work_dir.mkdir(parents=True, exist_ok=True)
-  chunks = [entries[i:i + chunk_size] for i in range(0, len(entries), chunk_size)]
-  chunk_paths = [work_dir / f"{_chunk_key(chunk, options)}.pkl" for chunk in chunks]
-  pending = [
-      (os.fspath(path), os.fspath(root), [rel for rel, _, _ in chunk], options)
-      for chunk, path in zip(chunks, chunk_paths) if not path.exists()]
-  reused = len(chunks) - len(pending)
-  done_files = sum(len(c) for c, p in zip(chunks, chunk_paths) if p.exists())
-
-  decode_start = time.perf_counter()
-  with tqdm(total=len(entries), initial=done_files, desc="decoding", unit="img",
-            disable=not progress) as bar:
-    if workers == 1:
-      for task in pending:
-        bar.update(_process_chunk(task))
-    elif pending:
-      # spawn, not fork: the caller may have TensorFlow/JAX threads running,
-      # and forking those can deadlock.
-      with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        for n in pool.imap_unordered(_process_chunk, pending):
-          bar.update(n)
-  decode_seconds = time.perf_counter() - decode_start
-
-  counts = {split: 0 for split in SPLITS}
-  skipped, skipped_files = Counter(), []
-  for chunk_path in chunk_paths:
-    chunk = _load_chunk(chunk_path)
-    for rel, _ in chunk["records"]:
-      counts[images.hash_split(rel, validation_percent)] += 1
-    for rel, reason, detail in chunk["skipped"]:
-      skipped[reason] += 1
-      skipped_files.append({"path": rel, "reason": reason, "detail": detail})
-  if not counts["train"]:
-    raise ValueError(
-        f"no usable training images in {root}: skipped {dict(skipped)}; see the "
-        f"decoded chunks in {work_dir}")
-  notes = []
-  if validation_percent > 0 and not counts["validation"]:
-    notes.append(
-        f"no file hashed into validation ({validation_percent}% of {sum(counts.values())} "
-        "images); the dataset has no validation split")
-
-  if previous is not None:
-    shutil.rmtree(dataset_dir)  # Ours (it has a summary) and out of date.
-  # A run killed while TFDS was writing leaves TFDS's temporary folders behind.
-  for leftover in (data_dir / name).glob(f"incomplete.*_{VERSION}"):
-    shutil.rmtree(leftover, ignore_errors=True)
-  write_start = time.perf_counter()
-  try:
-    _write_tfds(name, data_dir, chunk_paths, counts, validation_percent, classes,
-                f"Photos from {root}, prepared by colorjax.prepare.", progress)
-  except Exception as e:  # pylint: disable=broad-except
-    code = diskspace.errno_of(e)
-    if code is None:
-      raise
-    # The records are the chunks' PNG bytes, so the dataset is about their size.
-    needed = sum(path.stat().st_size for path in chunk_paths)
-    raise diskspace.DiskFullError(
-        f"cannot write the dataset to {dataset_dir}: {diskspace.reason(code)}; it needs about "
-        f"{diskspace.megabytes(needed)}, {diskspace.free_space(os.fspath(data_dir))}. Free "
-        f"space and rerun: the decoded chunks in {work_dir} are kept and reused") from e
-  write_seconds = time.perf_counter() - write_start
-
-  decoded_now = sum(len(task[2]) for task in pending)
-  summary = {
-      "name": name,
-      "version": VERSION,
-      "src": os.fspath(root),
-      "data_dir": os.fspath(data_dir),
-      "dataset_dir": os.fspath(dataset_dir),
-      "options": {**dataclasses.asdict(options), "validation_percent": validation_percent,
-                  "workers": workers, "chunk_size": chunk_size},
-      "source_key": source_key,
-      "found": len(entries),
-      "classes": classes or [],
-      "written": {split: count for split, count in counts.items()},
-      "skipped": dict(sorted(skipped.items())),
-      "chunks": {"total": len(chunks), "reused": reused},
-      "seconds": {"decode": round(decode_seconds, 3), "write": round(write_seconds, 3),
-                  "total": round(time.perf_counter() - start, 3)},
-      "images_per_second": round(decoded_now / decode_seconds, 1) if decoded_now else 0.0,
-      "notes": notes,
-      "skipped_files": skipped_files,
-  }
-  (dataset_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-  if not keep_work:
-    shutil.rmtree(work_dir)
-  if progress:
-    print(format_summary(summary))
-  return summary
-
-
-def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
-  from colorjax.core import cli  # pylint: disable=g-import-not-at-top
-  parser = argparse.ArgumentParser(
-      prog="python -m colorjax.prepare",
-      description="Turn a folder of photos into a TFDS (ArrayRecord) dataset.",
-      formatter_class=cli.HelpFormatter)
-  parser.add_argument("--src", required=True, help="folder of photos (searched recursively)")
-  parser.add_argument("--name", required=True, help="dataset name, snake_case")
-  parser.add_argument("--data_dir", required=True, help="TFDS data dir to write into")
-  parser.add_argument("--max_side", type=int, default=512, help="longer side of stored images")
-  parser.add_argument("--validation_percent", type=float, default=5.0,
-                      help="share of photos held out for eval, by a hash of each path (a "
-                           "folder with train/ and test/ or val/ is split by those instead)")
-  parser.add_argument("--min_side", type=int, default=images.DEFAULT_MIN_SIDE,
-                      help="skip images whose shorter side is below this")
-  parser.add_argument("--workers", type=int, default=2, help="decoding processes")
-  parser.add_argument("--chunk_size", type=int, default=128, help="files per resumable chunk")
-  parser.add_argument("--keep_work", action="store_true",
-                      help="keep decoded chunks after the dataset is written")
-  parser.add_argument("--no_progress", action="store_true", help="no progress bars/summary")
-  return parser.parse_args(argv)
+    prepare.prepare(args.src, args.name, args.data_dir, max_side=args.max_side,
+                    validation_percent=args.validation_percent, min_side=args.min_side,
+                    workers=args.workers, chunk_size=args.chunk_size, keep_work=args.keep_work,
+                    progress=not args.no_progress)
+  except (ValueError, FileExistsError, NotADirectoryError, diskspace.DiskFullError) as e:
+    raise errors.UserError(str(e)) from e
+  return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  args = _parse_args(sys.argv[1:] if argv is None else argv)
-  from colorjax.core import tf_utils  # pylint: disable=g-import-not-at-top
-  if not tf_utils.tensorflow_available():  # Say so now, not after decoding every photo.
-    print(f"error: colorjax.prepare needs TensorFlow and TFDS, which the core install leaves "
-          f"out: {tf_utils.INSTALL_HINT}", file=sys.stderr)
-    return 2
-  try:
-    prepare(args.src, args.name, args.data_dir, max_side=args.max_side,
-            validation_percent=args.validation_percent, min_side=args.min_side,
-            workers=args.workers, chunk_size=args.chunk_size, keep_work=args.keep_work,
-            progress=not args.no_progress)
-  except (ValueError, FileExistsError, NotADirectoryError, diskspace.DiskFullError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  return 0
+  """`python -m colorjax.prepare` with `argv` (default: sys.argv[1:]); returns the exit code."""
+  return COMMAND.run(_prepare, argv)
 
 
 if __name__ == "__main__":

@@ -23,9 +23,7 @@ server's memory is shared by every visitor. benchmarks/serve_load.py measures it
 
 from __future__ import annotations
 
-import argparse
 import http.server
-import io
 import json
 import os
 import sys
@@ -33,10 +31,9 @@ import threading
 import time
 from typing import Any, Sequence
 
+from absl import flags
 import numpy as np
-from PIL import Image
 
-from colorjax import colorize as colorize_cli
 from colorjax.core import cli
 from colorjax.core import errors
 from colorjax.data import images
@@ -47,6 +44,32 @@ _CHUNK = 1 << 20
 DEFAULT_MAX_PIXELS = 16_000_000
 
 
+COMMAND = cli.Command("python -m colorjax.serve", __doc__, required=("workdir",))
+_FLAGS = COMMAND.flags
+flags.DEFINE_string("workdir", None, "training workdir (config.json + checkpoints/)",
+                    flag_values=_FLAGS)
+flags.DEFINE_integer("port", 8000, "TCP port to listen on (0: any free)", lower_bound=0,
+                     upper_bound=65535, flag_values=_FLAGS)
+flags.DEFINE_string("host", "127.0.0.1",
+                    "address to listen on; 0.0.0.0 opens the demo to the network",
+                    flag_values=_FLAGS)
+flags.DEFINE_integer("step", None, "checkpoint step (None: the latest that loads)",
+                     flag_values=_FLAGS)
+flags.DEFINE_integer("render_size", None,
+                     "side of the square the model sees (None: its training size); see "
+                     "python -m colorjax.colorize --help", flag_values=_FLAGS)
+flags.DEFINE_float("max_upload_mb", 20.0, "refuse larger uploads (413)", flag_values=_FLAGS)
+flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS,
+                     "refuse larger images (413) before decoding them", flag_values=_FLAGS)
+flags.DEFINE_integer("max_active", 2, "requests decoding / colorizing / encoding at once",
+                     lower_bound=1, flag_values=_FLAGS)
+flags.DEFINE_integer("max_waiting", 8,
+                     "requests waiting for a slot; beyond them: 503 with Retry-After",
+                     lower_bound=0, flag_values=_FLAGS)
+flags.DEFINE_float("wait_timeout_s", 60.0, "longest wait for a slot before a 503",
+                   flag_values=_FLAGS)
+
+
 class RequestError(Exception):
   """A request the server answers with `status` and a JSON error message."""
 
@@ -54,14 +77,6 @@ class RequestError(Exception):
     super().__init__(message)
     self.status = status
     self.message = message
-
-
-def encode_png(image: np.ndarray) -> bytes:
-  if image.dtype == np.uint16:  # PIL writes colour PNGs in 8 bits only.
-    image = ((image.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-  buffer = io.BytesIO()
-  Image.fromarray(image).save(buffer, format="PNG")
-  return buffer.getvalue()
 
 
 def grayscale_png(decoded: images.DecodedImage) -> bytes:
@@ -74,8 +89,8 @@ def grayscale_png(decoded: images.DecodedImage) -> bytes:
       [lightness, np.zeros(lightness.shape[:-1] + (2,), np.float32)], axis=-1)))[..., 0]
   gray8 = np.round(gray * 255.0).astype(np.uint8)
   if decoded.alpha is not None:
-    return encode_png(np.stack([gray8, decoded.alpha], axis=-1))
-  return encode_png(gray8)
+    return images.encode_png(np.stack([gray8, decoded.alpha], axis=-1))
+  return images.encode_png(gray8)
 
 
 class Admission:
@@ -165,8 +180,8 @@ class App:
   def colorize(self, body: bytes) -> bytes:
     decoded = self.decode(body)
     with self.lock:
-      result = self.colorizer(colorize_cli.to_model_input(decoded))
-    return encode_png(result)
+      result = self.colorizer(images.to_model_input(decoded))
+    return images.encode_png(result)
 
   def grayscale(self, body: bytes) -> bytes:
     return grayscale_png(self.decode(body))
@@ -284,35 +299,7 @@ def make_server(colorizer: Any, host: str, port: int, max_upload_mb: float = 20.
   return Server((host, port), handler)
 
 
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(prog="python -m colorjax.serve",
-                                   description="Web demo of a trained colorjax model.",
-                                   formatter_class=cli.HelpFormatter)
-  parser.add_argument("--workdir", required=True,
-                      help="training workdir (config.json + checkpoints/)")
-  parser.add_argument("--port", type=int, default=8000, help="TCP port to listen on (0: any free)")
-  parser.add_argument("--host", default="127.0.0.1",
-                      help="address to listen on; 0.0.0.0 opens the demo to the network")
-  parser.add_argument("--step", type=int, default=None,
-                      help="checkpoint step (None: the latest that loads)")
-  parser.add_argument("--render_size", type=int, default=None,
-                      help="side of the square the model sees (None: its training size); see "
-                           "python -m colorjax.colorize --help")
-  parser.add_argument("--max_upload_mb", type=float, default=20.0,
-                      help="refuse larger uploads (413)")
-  parser.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,
-                      help="refuse larger images (413) before decoding them")
-  parser.add_argument("--max_active", type=int, default=2,
-                      help="requests decoding / colorizing / encoding at once")
-  parser.add_argument("--max_waiting", type=int, default=8,
-                      help="requests waiting for a slot; beyond them: 503 with Retry-After")
-  parser.add_argument("--wait_timeout_s", type=float, default=60.0,
-                      help="longest wait for a slot before a 503")
-  return parser.parse_args(argv)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-  args = parse_args(sys.argv[1:] if argv is None else argv)
+def _serve(args: cli.Args) -> int:
   from colorjax.core import console  # pylint: disable=g-import-not-at-top
   console.quiet_libraries()  # Before TensorFlow or Orbax load.
   from colorjax import inference  # pylint: disable=g-import-not-at-top
@@ -332,6 +319,11 @@ def main(argv: Sequence[str] | None = None) -> int:
   finally:
     server.server_close()
   return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """`python -m colorjax.serve` with `argv` (default: sys.argv[1:]); returns the exit code."""
+  return COMMAND.run(_serve, argv)
 
 
 if __name__ == "__main__":

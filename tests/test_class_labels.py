@@ -15,9 +15,9 @@ from PIL import Image
 from skimage import data
 
 import colorjax
-from colorjax import prepare, train
+from colorjax import train
 from colorjax.data import images
-from colorjax.data import pipeline, sources
+from colorjax.data import pipeline, prepare, sources
 from conftest import tiny_config
 from launch_utils import read_scalars
 

@@ -142,9 +142,13 @@ def test_convert_torch_state_dict(weights_file):
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is not None,
                     reason="only checks the message shown when torch is absent")
-def test_convert_cli_without_torch_explains(tmp_path):
-  with pytest.raises(ImportError, match="needs torch"):
-    inception.main(["convert", "--from", str(tmp_path / "x.pth"), "--to", str(tmp_path / "y.npz")])
+def test_convert_command_without_torch_explains(tmp_path, capsys):
+  from colorjax import prepare  # pylint: disable=g-import-not-at-top
+  (tmp_path / "x.pth").write_bytes(b"not read without torch")
+  assert prepare.main([f"--src={tmp_path / 'x.pth'}", f"--fid_weights={tmp_path / 'y.npz'}"]) == 2
+  (line,) = capsys.readouterr().err.splitlines()
+  assert line.startswith("error: ") and "needs torch" in line, line
+  assert not (tmp_path / "y.npz").exists()
 
 
 def test_fid_of_random_network(weights_file):

@@ -13,6 +13,7 @@ from PIL import Image, ImageFile
 from skimage import data
 
 from colorjax.data import images
+from colorjax.data import splits
 
 
 def encode(img: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -237,24 +238,24 @@ def test_list_images(tmp_path):
 
 def test_hash_split_is_stable_and_proportional():
   paths = [f"album_{i // 100}/IMG_{i:05d}.jpg" for i in range(20_000)]
-  splits = [images.hash_split(p, 5) for p in paths]
-  share = splits.count("validation") / len(paths)
+  at5 = [splits.hash_split(p, 5) for p in paths]
+  share = at5.count("validation") / len(paths)
   assert 0.045 < share < 0.055
-  assert all(images.hash_split(p, 0) == "train" for p in paths[:500])
-  assert all(images.hash_split(p, 100) == "validation" for p in paths[:500])
+  assert all(splits.hash_split(p, 0) == "train" for p in paths[:500])
+  assert all(splits.hash_split(p, 100) == "validation" for p in paths[:500])
   # Raising the percentage only moves files into validation, never out of it.
-  at10 = [images.hash_split(p, 10) for p in paths]
-  assert all(b == "validation" for a, b in zip(splits, at10) if a == "validation")
-  assert images.hash_split("a\\b.jpg", 50) == images.hash_split("a/b.jpg", 50)
+  at10 = [splits.hash_split(p, 10) for p in paths]
+  assert all(b == "validation" for a, b in zip(at5, at10) if a == "validation")
+  assert splits.hash_split("a\\b.jpg", 50) == splits.hash_split("a/b.jpg", 50)
   with pytest.raises(ValueError):
-    images.hash_split("a.jpg", 101)
+    splits.hash_split("a.jpg", 101)
 
 
 def test_hash_split_same_in_other_process():
   # Python's hash() is salted per process; hash_split must not depend on it.
   paths = [f"dir/{i}.png" for i in range(200)]
-  here = "".join(images.hash_split(p, 50)[0] for p in paths)
-  code = ("from colorjax.data import images; print(''.join(images.hash_split(f'dir/{i}.png', 50)[0]"
+  here = "".join(splits.hash_split(p, 50)[0] for p in paths)
+  code = ("from colorjax.data import splits; print(''.join(splits.hash_split(f'dir/{i}.png', 50)[0]"
           " for i in range(200)))")
   env = dict(os.environ, PYTHONHASHSEED="12345")
   there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -18,10 +18,10 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from colorjax import prepare, train
+from colorjax import train
 from colorjax.core import checkpointing
 from colorjax.data import images
-from colorjax.data import pipeline, sources
+from colorjax.data import pipeline, prepare, sources
 from conftest import CIFAR10_DIR, tiny_config
 
 SIZE = 16  # tiny_config's image size.

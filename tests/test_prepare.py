@@ -1,4 +1,5 @@
-"""Tests for colorjax.prepare: a real folder of photos and broken files -> TFDS."""
+"""Tests for colorjax.prepare and colorjax.data.prepare: a real folder of photos and broken files
+-> TFDS."""
 
 import io
 import json
@@ -18,8 +19,9 @@ tf = pytest.importorskip("tensorflow", reason="prepare writes TFDS datasets with
 from PIL import Image
 from skimage import data
 
-from colorjax import prepare
 from colorjax.data import images
+from colorjax.data import prepare
+from colorjax.data import splits
 
 tf.config.set_visible_devices([], "GPU")
 import tensorflow_datasets as tfds  # noqa: E402  (after hiding GPUs)
@@ -128,7 +130,7 @@ def prepared(photo_folder, tmp_path_factory):
 def test_summary_counts(photo_folder, prepared):
   root, good, skipped = photo_folder
   data_dir, summary = prepared
-  expected_splits = {s: sum(images.hash_split(rel, VALIDATION_PERCENT) == s for rel in good)
+  expected_splits = {s: sum(splits.hash_split(rel, VALIDATION_PERCENT) == s for rel in good)
                      for s in ("train", "validation")}
   assert expected_splits["validation"] > 0  # The fixed file names do land in both splits.
   assert summary["found"] == len(good) + len(skipped)
@@ -150,7 +152,7 @@ def test_data_source_reads_dataset(photo_folder, prepared):
   for split in ("train", "validation"):
     records = read_split("my_photos", data_dir, split)
     assert len(records) == summary["written"][split]
-    assert all(images.hash_split(rel, VALIDATION_PERCENT) == split for rel in records)
+    assert all(splits.hash_split(rel, VALIDATION_PERCENT) == split for rel in records)
     for image in records.values():
       assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
       assert max(image.shape[:2]) <= MAX_SIDE

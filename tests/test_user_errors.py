@@ -3,6 +3,7 @@ failed start leaves no workdir behind. Real subprocesses; each fails before comp
 """
 
 import os
+import re
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from colorjax.data import images
+from colorjax.data import splits
 from conftest import REPO_ROOT
 from launch_utils import cpu_env
 
@@ -35,7 +36,7 @@ def two_photos_both_in_train(folder) -> str:
   """A folder of 2 photos whose 5% hash split leaves the eval split empty."""
   folder.mkdir()
   names = [n for n in (f"photo{i}.png" for i in range(100))
-           if images.hash_split(n, 5.0) == "train"][:2]
+           if splits.hash_split(n, 5.0) == "train"][:2]
   for name, photo in zip(names, (skimage.data.astronaut(), skimage.data.coffee())):
     Image.fromarray(photo[:96, :96]).save(folder / name)
   return str(folder)
@@ -116,25 +117,48 @@ def test_help_names_the_configs_and_the_way_to_list_keys():
     assert text in result.stdout, text
 
 
-@pytest.mark.parametrize("module, parse", [("colorize", "parse_args"), ("export", "parse_args"),
-                                           ("serve", "parse_args"), ("prepare", "_parse_args")])
-def test_every_flag_has_help_and_shows_its_default(module, parse, monkeypatch):
-  import argparse
+COMMANDS = ("colorize", "export", "serve", "prepare")
+
+
+@pytest.mark.parametrize("module", COMMANDS)
+def test_every_flag_has_help_and_shows_its_default(module, capsys):
   import importlib
   from colorjax.core import cli
-  parsers = []
+  command = importlib.import_module(f"colorjax.{module}").COMMAND
+  assert isinstance(command, cli.Command)
+  assert importlib.import_module(f"colorjax.{module}").main(["--help"]) == 0
+  printed = capsys.readouterr().out
+  assert printed.strip() == command.help().strip()
+  # The flag list, unwrapped: a note may span two lines.
+  text = " ".join(printed.split("\nflags:\n", 1)[1].split())
+  names = {command.flags[name].name for name in command.flags}
+  for name in names:
+    flag = command.flags[name]
+    assert flag.help, (module, name)
+    entry = re.search(rf"--(\[no\])?{name}: (.*?)(?= -(-|\w,--)\S+: | exit codes:|$)", text)
+    assert entry, (module, name, text)
+    assert ("(required)" if name in command.required else "(default: ") in entry.group(2), entry
 
-  def capture(self, args=None, namespace=None):
-    parsers.append(self)
-    raise SystemExit(0)
-  monkeypatch.setattr(argparse.ArgumentParser, "parse_args", capture)
-  with pytest.raises(SystemExit):
-    getattr(importlib.import_module(f"colorjax.{module}"), parse)([])
-  parser = parsers[0]
-  assert issubclass(parser.formatter_class, cli.HelpFormatter)
-  for action in parser._actions:  # pylint: disable=protected-access
-    assert action.help, (module, action.dest)
-  text = parser.format_help()
-  optional = [a for a in parser._actions if a.option_strings and not a.required  # pylint: disable=protected-access
-              and a.dest != "help"]
-  assert text.count("(default:") >= len(optional), text
+
+@pytest.mark.parametrize("module, args, fragments", [
+    ("colorize", ["photo.jpg"], ["--workdir and --out are required"]),
+    ("colorize", ["--workdir=w", "-o", "out"], ["no INPUT"]),
+    ("colorize", ["--workdir=w", "-o", "out", "--quality=0", "a.jpg"], ["--quality=0", "[1, 100]"]),
+    ("export", ["--workdr=w"], ["'workdr'", "Did you mean: workdir"]),
+    ("serve", ["--workdir=w", "extra"], ["unexpected arguments: extra"]),
+    ("prepare", ["--src=photos", "--name=x"], ["--data_dir is required", "--fid_weights"]),
+])
+def test_flag_mistakes_are_one_line(module, args, fragments):
+  result = run(f"colorjax.{module}", *args)
+  assert_one_line_error(result, *fragments, "--help lists the flags")
+  assert result.returncode == 2
+
+
+def test_commands_keep_their_flags_apart_and_forget_earlier_calls():
+  from colorjax import colorize, export, prepare, serve  # Each one's flags, one process.
+  assert len({id(module.COMMAND.flags) for module in (colorize, export, prepare, serve)}) == 4
+  first = colorize.parse_args(["--workdir", "w", "a.jpg", "-o", "o", "--overwrite",
+                               "--quality", "50", "b.jpg"])
+  assert (first.inputs, first.overwrite, first.quality) == (["a.jpg", "b.jpg"], True, 50)
+  second = colorize.parse_args(["--workdir=w", "-o=o", "a.jpg"])
+  assert (second.inputs, second.overwrite, second.quality) == (["a.jpg"], False, 95)

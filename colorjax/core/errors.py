@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-# Exit code of a command that stopped on a user error (argparse's usage errors also exit 2).
+# Exit code of a command that stopped on a user error, a mistake on its command line included.
 EXIT_USER_ERROR = 2
 
 

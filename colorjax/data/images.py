@@ -8,15 +8,16 @@ be used. PIL's habit of silently returning a partially decoded image for a
 truncated file is switched off: a truncated file is an error, never a photo
 with a gray bottom half.
 
-Also here: `list_images` (which files in a folder count as images) and
-`hash_split` (the deterministic train/validation assignment shared by the
-folder data source and `colorjax.prepare`).
+Also here: `list_images` (which files in a folder count as images), the classes
+of a folder with one subfolder per class, and the way results leave colorjax:
+`to_model_input` (a decoded image as the colorizer takes it), `encode_png` and
+`save_image` (shared by the colorize command, the demo server and the dataset
+writer). Which split a file belongs to is `colorjax.data.splits`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import math
 import os
@@ -26,6 +27,8 @@ from typing import Sequence, Union
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from colorjax.core import files
 
 # File extensions (lower case, without the dot) that `list_images` picks up.
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif")
@@ -262,6 +265,46 @@ def composite_on_white(rgb: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
   return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
+def to_model_input(decoded: DecodedImage) -> np.ndarray:
+  """The array the colorizer takes: uint16 for 16-bit sources, RGBA when there is alpha."""
+  if decoded.rgb16 is not None:  # 16-bit gray: its L is finer than the 8-bit copy's.
+    return decoded.rgb16[..., 0]
+  if decoded.alpha is not None:
+    return np.concatenate([decoded.rgb, decoded.alpha[..., None]], axis=-1)
+  return decoded.rgb
+
+
+def to_8bit(image: np.ndarray) -> np.ndarray:
+  """uint16 images rounded to uint8 (PIL writes colour PNGs and JPEGs in 8 bits only);
+  anything else unchanged."""
+  if image.dtype == np.uint16:
+    return ((image.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+  return image
+
+
+def encode_png(image: np.ndarray, compress_level: int = 6) -> bytes:
+  """PNG bytes of a uint8/uint16 gray, RGB or RGBA array (16-bit written as 8-bit).
+
+  `compress_level` 6 is PIL's default; 3 is about 3x faster for about 5% larger files.
+  """
+  buffer = io.BytesIO()
+  Image.fromarray(to_8bit(image)).save(buffer, format="PNG", compress_level=compress_level)
+  return buffer.getvalue()
+
+
+def save_image(image: np.ndarray, path: str, fmt: str = "png", quality: int = 95) -> None:
+  """Writes uint8/uint16 RGB(A) as "png" or "jpeg" atomically (tmp file + rename); 16-bit is
+  written as 8-bit, and JPEG, which has no alpha, gets RGBA flattened on white."""
+  image = to_8bit(image)
+  if fmt == "jpeg" and image.shape[-1] == 4:
+    image = composite_on_white(image[..., :3], image[..., 3])
+  with files.atomic_path(path) as tmp:  # A full disk or a kill leaves no half image.
+    if fmt == "jpeg":
+      Image.fromarray(image).save(tmp, format="JPEG", quality=quality, subsampling=0)
+    else:
+      Image.fromarray(image).save(tmp, format="PNG")
+
+
 def _is_image_name(name: str) -> bool:
   return name.rsplit(".", 1)[-1].lower() in IMAGE_EXTENSIONS and "." in name
 
@@ -299,7 +342,7 @@ def list_images(folder: str | os.PathLike) -> list[str]:
 
 
 def relative_key(path: str | os.PathLike, root: str | os.PathLike) -> str:
-  """The POSIX-style path of `path` relative to `root` (the key `hash_split` takes)."""
+  """The POSIX-style path of `path` relative to `root` (the key `splits.hash_split` takes)."""
   return pathlib.Path(path).relative_to(root).as_posix()
 
 
@@ -314,25 +357,3 @@ def folder_classes(relative_paths: Sequence[str]) -> list[str] | None:
   ImageFolder reads it), or None when some files lie directly in the root."""
   classes = {folder_class(p) for p in relative_paths}
   return None if None in classes or not classes else sorted(classes)
-
-
-def hash_split(relative_path: str, validation_percent: float) -> str:
-  """Assigns a file to "train" or "validation" from a stable hash of its path.
-
-  sha1 (not Python's salted `hash()`) makes the assignment identical across
-  runs, processes and machines, and independent of which other files exist:
-  adding photos to a folder never moves old ones between splits. Separators
-  are normalized to "/" so Windows and POSIX paths agree.
-
-  Args:
-    relative_path: the file's path relative to the dataset root.
-    validation_percent: share of files (0..100) that go to validation.
-
-  Returns:
-    "train" or "validation".
-  """
-  if not 0 <= validation_percent <= 100:
-    raise ValueError(f"validation_percent must be in [0, 100], got {validation_percent}")
-  key = relative_path.replace("\\", "/").encode("utf-8")
-  bucket = int.from_bytes(hashlib.sha1(key).digest()[:8], "big") % 10_000
-  return "validation" if bucket < validation_percent * 100 else "train"

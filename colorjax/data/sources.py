@@ -23,6 +23,7 @@ import numpy as np
 
 from colorjax.core.registry import Registry
 from colorjax.data import images
+from colorjax.data import splits
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,21 +90,6 @@ class EmbeddedPhotos:
 DATASETS.register("skimage_photos")(lambda split: EmbeddedPhotos())
 
 
-# Subfolders that hold a split of their own: a root with "train/" and one of these for eval
-# (CIFAR-10 and most image-folder downloads: train/ and test/) is split by them, not by hash.
-TRAIN_FOLDERS = ("train", "training")
-EVAL_FOLDERS = ("validation", "val", "test")
-
-
-def split_folder(root: str, split: str) -> str | None:
-  """`root/<split folder>` when `root` holds both a train folder and an eval folder, else None."""
-  present = lambda names: [n for n in names if os.path.isdir(os.path.join(root, n))]
-  train, evals = present(TRAIN_FOLDERS), present(EVAL_FOLDERS)
-  if not (train and evals):
-    return None
-  return os.path.join(root, train[0] if split == "train" else evals[0])
-
-
 class FolderSource:
   """Image files under a folder (nested), split into train/validation by a hash of each path,
   or, when the folder holds `train/` and `test/` (or `val/`, `validation/`), by those folders.
@@ -115,7 +101,7 @@ class FolderSource:
   """
 
   def __init__(self, root: str, split: str, validation_percent: float):
-    split_root = split_folder(root, split)
+    split_root = splits.split_folder(root, split)
     if split_root is not None:
       root, validation_percent = split_root, (0.0 if split == "train" else 100.0)
     paths = images.list_images(root)
@@ -127,7 +113,7 @@ class FolderSource:
     index = {name: i for i, name in enumerate(self.classes or [])}
     self._records = [(path, index.get(images.folder_class(key), -1))
                      for path, key in zip(paths, keys)
-                     if images.hash_split(key, validation_percent) == split]
+                     if splits.hash_split(key, validation_percent) == split]
     if not self._records:
       raise ValueError(f"the {split!r} split of {root!r} is empty "
                        f"({len(paths)} images, validation_percent={validation_percent})")

@@ -13,20 +13,19 @@ File format: a NumPy `.npz` holding one float32 array per parameter, named by it
 Flax param tree joined with '/', e.g. `Mixed_5b/branch1x1/conv/kernel` (HWIO) or
 `Mixed_5b/branch1x1/bn/{scale,bias,mean,var}`. The names mirror the PyTorch state dict
 (`Mixed_5b.branch1x1.conv.weight` ...), so the conversion is a rename plus a transpose, and the
-file is readable without JAX or Flax. Convert the pytorch-fid weights with
+file is readable without JAX or Flax. The pytorch-fid weights are converted (`convert_pytorch_fid`)
+by
 
-  python -m colorjax.fid convert --from=pt_inception-2015-12-05-6726825d.pth --to=fid_inception.npz
+  python -m colorjax.prepare --src=pt_inception-2015-12-05-6726825d.pth --fid_weights=fid_inception.npz
 
 which needs `torch` importable (only to unpickle the .pth).
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
-import sys
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import flax.linen as nn
 import jax
@@ -259,7 +258,8 @@ def load_inception(path: str) -> tuple[InceptionV3, Params]:
   if not os.path.exists(path):
     raise FileNotFoundError(
         f"FID Inception weights {path!r} not found; convert pytorch-fid's "
-        "pt_inception-2015-12-05-6726825d.pth with `python -m colorjax.fid convert`")
+        "pt_inception-2015-12-05-6726825d.pth with `python -m colorjax.prepare "
+        f"--src=pt_inception-2015-12-05-6726825d.pth --fid_weights={path}`")
   with np.load(path, allow_pickle=False) as f:
     arrays = {name: f[name] for name in f.files}
   module = InceptionV3()
@@ -305,20 +305,3 @@ def convert_pytorch_fid(src: str, dst: str) -> None:
   state_dict = torch.load(src, map_location="cpu", weights_only=True)
   numpy_dict = {k: v.detach().cpu().numpy() for k, v in state_dict.items()}
   save_params(dst, convert_torch_state_dict(numpy_dict))
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(prog="python -m colorjax.fid", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  sub = parser.add_subparsers(dest="command", required=True)
-  convert = sub.add_parser("convert", help="convert pytorch-fid weights to .npz")
-  convert.add_argument("--from", dest="src", required=True, help="pytorch-fid .pth file")
-  convert.add_argument("--to", dest="dst", required=True, help="output .npz file")
-  args = parser.parse_args(argv)
-  if args.command == "convert":
-    convert_pytorch_fid(args.src, args.dst)
-    print(f"wrote {args.dst}", file=sys.stderr)
-
-
-if __name__ == "__main__":
-  main()
