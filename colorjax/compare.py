@@ -41,11 +41,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from colorjax import inference
 from colorjax import train
 from colorjax.color import lab
 from colorjax.core import checkpointing
 from colorjax.core import config_files
-from colorjax.core import distributed
 from colorjax.core import files
 from colorjax.core import summaries
 from colorjax.core import tf_utils
@@ -54,7 +54,6 @@ from colorjax.data import pipeline
 from colorjax.evals import visualize
 from colorjax.models import unet
 from colorjax.training import builders
-from colorjax.training import steps
 
 _TRAIN_RECORD = "compare_train.json"
 
@@ -188,20 +187,19 @@ def pick_rows(images: np.ndarray, rows: int) -> np.ndarray:
 
 
 def predict_rgb(config: ml_collections.ConfigDict, workdir: str, rgb: np.ndarray) -> np.ndarray:
-  """The EMA generator's colourization of uint8 `rgb`, as float RGB in [0, 1]."""
-  mesh = distributed.make_data_mesh()
-  parts = builders.make_step_parts(config, builders.load_prior(config, workdir))
-  _, abstract_state, shardings = builders.create_state(config, parts, mesh)
-  manager = checkpointing.make_manager(workdir, config.max_checkpoints_to_keep, read_only=True)
-  abstract = checkpointing.abstract_with_shardings(abstract_state, shardings)
-  state = checkpointing.restore(manager, manager.latest_step(), abstract, None)
-  manager.close()
+  """The EMA generator's colourization of uint8 `rgb`, as float RGB in [0, 1].
+
+  Only the generator is built and only its averaged weights are read, through the readers'
+  one restore path (`inference.restore_inference_variables`: the newest step that loads).
+  """
+  generator, decode = builders.make_generator(config)
+  variables, _ = inference.restore_inference_variables(config, generator, workdir, None)
 
   @jax.jit
-  def colorize(state, rgb):
+  def colorize(variables, rgb):
     l, _ = lab.uint8_to_model_inputs(rgb)
-    return lab.model_outputs_to_rgb(l, steps.predict_ab(parts, state.ema, l))
-  return np.asarray(colorize(state, jnp.asarray(rgb)))
+    return lab.model_outputs_to_rgb(l, inference.apply_generator(generator, decode, variables, l))
+  return np.asarray(colorize(variables, jnp.asarray(rgb)))
 
 
 def upscale(image: np.ndarray, factor: int) -> np.ndarray:

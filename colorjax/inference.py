@@ -35,6 +35,7 @@ import ml_collections
 import numpy as np
 
 from colorjax.color import lab
+from colorjax.models import layers
 from colorjax.training import builders
 
 PyTree = Any
@@ -125,37 +126,36 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
 WEIGHTS = ("averaged", "raw")
 
 
-def restore_inference_variables(config: ml_collections.ConfigDict, parts: Any, workdir: str,
+def restore_inference_variables(config: ml_collections.ConfigDict, generator: Any, workdir: str,
                                 step: int | None,
                                 weights: str = "averaged") -> tuple[PyTree, int]:
   """(the generator's {"params", "batch_stats"}, step) from the workdir's checkpoint.
 
-  `weights`: "averaged" (the moving average every command uses) or "raw" (the generator's
-  own last weights, for comparison).
+  Only those arrays are read (an Orbax partial restore): no optimizer or discriminator is built
+  or loaded. `weights`: "averaged" (the moving average every command uses) or "raw" (the
+  generator's own last weights, for comparison). `step`: None for the newest that loads; a
+  damaged step is skipped with a warning and left in place (readers never modify the workdir),
+  and a changed model gets the differing keys listed (`checkpointing.restore_newest_loadable`).
   """
   if weights not in WEIGHTS:
     raise ValueError(f"weights={weights!r}; valid: {', '.join(WEIGHTS)}")
   from colorjax.core import checkpointing  # pylint: disable=g-import-not-at-top
-  mesh = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
-  _, abstract_state, shardings = builders.create_state(config, parts, mesh)
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
+                          builders.abstract_generator_variables(config, generator))
+  if weights == "averaged":
+    parts = {"ema": abstract}
+  else:
+    parts = {"g/params": abstract["params"], "g/batch_stats": abstract["batch_stats"]}
   manager = checkpointing.make_manager(workdir, config.max_checkpoints_to_keep, read_only=True)
   try:
-    available = list(manager.all_steps())
-    chosen = manager.latest_step() if step is None else step
-    if chosen is None or chosen not in available:
-      raise FileNotFoundError(
-          f"no checkpoint{'' if step is None else f' at step {step}'} in "
-          f"{os.path.join(workdir, 'checkpoints')} (have: {available})")
-    abstract = checkpointing.abstract_with_shardings(abstract_state, shardings)
-    # The newest step that loads: a damaged one is skipped with a warning and left in place
-    # (readers never modify the workdir); a changed model gets the differing keys listed.
-    state, chosen = checkpointing.restore_newest_loadable(manager, abstract, step=step)
+    restored, chosen = checkpointing.restore_newest_loadable(
+        manager, checkpointing.Subtrees(parts), step=step)
   finally:
     manager.close()
-  # Keep only what inference reads; the optimizer states and the discriminator are dropped.
-  if weights == "raw":
-    return {"params": state.g.params, "batch_stats": state.g.batch_stats}, int(chosen)
-  return state.ema, int(chosen)
+  if weights == "averaged":
+    return restored["ema"], int(chosen)
+  return {"params": restored["g/params"], "batch_stats": restored["g/batch_stats"]}, int(chosen)
 
 
 # ------------------------------------------------------------------------------------------
@@ -188,20 +188,32 @@ class Colorizer:
   @classmethod
   def from_workdir(cls, workdir: str, step: int | None = None,
                    render_size: int | None = None, batch_size: int = 8,
-                   weights: str = "averaged") -> "Colorizer":
+                   weights: str = "averaged", conv: str = "auto") -> "Colorizer":
     """Rebuilds the generator from `<workdir>/config.json` and restores its EMA weights.
+
+    Only the generator is built and only its weights are read: no optimizer, loss or
+    discriminator.
 
     Args:
       workdir: a training workdir (config.json and checkpoints/).
-      step: the checkpoint step; None for the latest.
+      step: the checkpoint step; None for the latest that loads.
       render_size: the side of the square the model runs at; None for the training size.
       batch_size: the most images one model call takes in `colorize_batch`.
       weights: "averaged" (the generator's moving average) or "raw" (its last weights).
+      conv: the convolution implementation (`layers.CONV_CHOICES`); "auto" picks it for the
+        local backend, whatever the training config chose (the weights fit either).
     """
     config = load_config(workdir)
-    parts = builders.make_step_parts(config)
-    variables, step = restore_inference_variables(config, parts, workdir, step, weights)
-    return cls(config, parts.generator, parts.decode, variables, step, render_size, batch_size)
+    generator, decode = builders.make_generator(config, conv)
+    variables, step = restore_inference_variables(config, generator, workdir, step, weights)
+    return cls(config, generator, decode, variables, step, render_size, batch_size)
+
+  def with_conv(self, conv: str, platforms: Sequence[str] | None = None) -> "Colorizer":
+    """The same model and weights with convolutions computed by `conv` (`layers.CONV_CHOICES`;
+    "auto" resolved for `platforms`, default the local backend), e.g. for an export."""
+    generator = self.generator.clone(conv=layers.resolve_conv(conv, platforms))
+    return Colorizer(self.config, generator, self.decode, self.variables, self.step,
+                     self.render_size, self.batch_size)
 
   def predict_ab(self, l_norm: np.ndarray) -> np.ndarray:
     """Normalised L (B, R, R, 1) -> normalised ab (B, R, R, 2); pads B to a power of two so

@@ -2,9 +2,11 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 import skimage.data
@@ -49,6 +51,41 @@ def test_stablehlo_matches_live_model(exported, batch, height, width):
     assert np.abs(result.astype(int) - colorizer(image)).max() <= 1
 
 
+# im2col's signature in StableHLO: the kh x kw shifted views of a float NHWC tensor
+# concatenated on the channels (4 or more of them: 2x2, 3x3, 4x4 kernels), feeding one matmul.
+# Skip connections and the L/ab recombination concatenate 2 or 3 operands.
+_CHANNEL_CONCAT = re.compile(r"stablehlo\.concatenate ((?:%[\w#]+, )+)dim = 3 : \(tensor<[^>]*f32>")
+
+
+def _conv_ops(exported_module) -> tuple[int, list[int]]:
+  """(number of convolution ops, operand counts of the channel concatenations)."""
+  text = exported_module.mlir_module()
+  return (len(re.findall(r"stablehlo\.convolution\b", text)),
+          [m.group(1).count("%") for m in _CHANNEL_CONCAT.finditer(text)])
+
+
+def test_export_for_cpu_and_cuda_made_on_a_cpu_host_has_no_im2col(exported):
+  """One artifact for both platforms gets XLA's convolutions, whatever host lowered it."""
+  _, out = exported
+  with open(os.path.join(out, export.STABLEHLO_FILE), "rb") as f:
+    module = jax.export.deserialize(bytearray(f.read()))
+  assert set(module.platforms) == {"cpu", "cuda"}
+  convolutions, concats = _conv_ops(module)
+  assert convolutions > 0
+  assert max(concats) < 4, concats
+
+
+def test_cpu_only_export_uses_im2col_and_matches_live_model(exported):
+  colorizer, _ = exported
+  module = export.lower_stablehlo(colorizer, ["cpu"])
+  convolutions, concats = _conv_ops(module)
+  assert convolutions == 0 and max(concats) >= 4, (convolutions, concats)
+  images = photos(64, 80)
+  got = np.asarray(jax.jit(module.call)(images))
+  for image, result in zip(images, got):
+    assert np.abs(result.astype(int) - colorizer(image)).max() <= 1
+
+
 def test_stablehlo_loads_without_colorjax_model_code(exported):
   _, out = exported
   script = (
@@ -78,7 +115,6 @@ def test_savedmodel_matches_live_model(exported):
 
 def readme_snippet(name: str) -> str:
   """The README's python block after `<!-- snippet: NAME ... -->`: what a user copies."""
-  import re  # pylint: disable=g-import-not-at-top
   with open(os.path.join(REPO_ROOT, "README.md")) as f:
     match = re.search(rf"<!-- snippet: {name}\b.*?-->\n```python\n(.*?)```", f.read(), re.S)
   assert match, f"README.md lost its {name} snippet"

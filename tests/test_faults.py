@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 from PIL import Image
@@ -63,14 +64,18 @@ def _copy(workdir: str, tmp_path) -> str:
   return copy
 
 
-def _truncate_largest_data_file(workdir: str, step: int) -> str:
-  """Cuts the biggest array data file of `step` to 1000 bytes, as a partial copy would."""
+def _truncate_data_files(workdir: str, step: int) -> None:
+  """Cuts every array data file of `step` to 1000 bytes, as a partial copy would.
+
+  Every file, not just the biggest: readers restore the generator's arrays alone, and those
+  may all sit in a file the biggest one is not.
+  """
   state = os.path.join(workdir, "checkpoints", str(step), "state")
-  files = [os.path.join(root, name) for root, _, names in os.walk(state) for name in names
-           if os.sep + "d" + os.sep in os.path.join(root, name) + os.sep]
-  largest = max(files, key=os.path.getsize)
-  os.truncate(largest, 1000)
-  return largest
+  for root, _, names in os.walk(state):
+    for name in names:
+      path = os.path.join(root, name)
+      if os.sep + "d" + os.sep in path + os.sep and os.path.getsize(path) > 1000:
+        os.truncate(path, 1000)
 
 
 def _error_line(stderr: str) -> str:
@@ -96,7 +101,7 @@ def _abstract(config):
 def test_damaged_latest_checkpoint_readers_skip_it_and_the_trainer_moves_it_aside(
     trained, tmp_path, caplog):
   workdir = _copy(trained, tmp_path)
-  _truncate_largest_data_file(workdir, 6)
+  _truncate_data_files(workdir, 6)
   caplog.set_level(logging.WARNING)
 
   # Readers (colorize, serve, export go through Colorizer.from_workdir; eval) use step 4 and
@@ -130,7 +135,7 @@ def test_no_loadable_checkpoint_is_one_error_listing_every_step_and_moves_nothin
     trained, tmp_path):
   workdir = _copy(trained, tmp_path)
   for step in STEPS:
-    _truncate_largest_data_file(workdir, step)
+    _truncate_data_files(workdir, step)
   manager = checkpointing.make_manager(workdir, 10)
   with pytest.raises(checkpointing.NoUsableCheckpointError) as error:
     checkpointing.restore_newest_loadable(manager, _abstract(_config()), move_damaged=True)
@@ -177,6 +182,33 @@ def test_changed_model_lists_missing_unexpected_and_reshaped_keys(trained, tmp_p
   with pytest.raises(checkpointing.CheckpointMismatchError,
                      match=r"unexpected in the checkpoint \(.*ema/params/"):
     train.evaluate_checkpoint(changed, workdir)
+
+
+def test_readers_restore_and_check_only_the_generator(trained, tmp_path):
+  """Colorize, serve, export and compare read the generator's arrays alone (a partial
+  restore): they get exactly the trainer's weights, and a changed discriminator, which stops
+  the trainer's full restore, does not concern them."""
+  workdir = _copy(trained, tmp_path)
+  manager = checkpointing.make_manager(workdir, 10, read_only=True)
+  state, step = checkpointing.restore_newest_loadable(manager, _abstract(_config()))
+  averaged = inference.Colorizer.from_workdir(workdir)
+  raw = inference.Colorizer.from_workdir(workdir, weights="raw")
+  assert step == averaged.step == raw.step == 6
+  same = lambda a, b: jax.tree.map(np.testing.assert_array_equal, a, b)
+  same(averaged.variables, state.ema)
+  same(raw.variables, {"params": state.g.params, "batch_stats": state.g.batch_stats})
+
+  config_path = os.path.join(workdir, "config.json")
+  config = json.load(open(config_path))
+  config["model"]["discriminator_kwargs"]["features"] = 4  # Narrower: every D kernel differs.
+  json.dump(config, open(config_path, "w"))
+  assert inference.Colorizer.from_workdir(workdir).step == 6
+  changed = _config()
+  with changed.unlocked():
+    changed.model.discriminator_kwargs.features = 4
+  with pytest.raises(checkpointing.CheckpointMismatchError, match=r"of another shape \(d/"):
+    checkpointing.restore_newest_loadable(manager, _abstract(changed))
+  manager.close()
 
 
 # ------------------------------------------------------------------------------------------

@@ -205,8 +205,11 @@ def test_im2col_conv_equals_xla_conv_with_gradients(kernel, strides, padding, di
   from colorjax.models.layers import Conv2d
   x = jax.random.normal(jax.random.key(1), (2, 9, 8, 3))
   reference = nn.Conv(5, kernel, strides=strides, padding=padding, kernel_dilation=dilation)
-  fast = Conv2d(5, kernel, strides, padding, kernel_dilation=dilation)
+  fast = Conv2d(5, kernel, strides, padding, kernel_dilation=dilation, conv="im2col")
   variables = reference.init(jax.random.key(0), x)
+  # im2col really is a matmul, with no convolution left in the program.
+  jaxpr = str(jax.make_jaxpr(fast.apply)(variables, x))
+  assert "conv_general_dilated" not in jaxpr and "dot_general" in jaxpr
   np.testing.assert_allclose(fast.apply(variables, x), reference.apply(variables, x), atol=1e-5)
   loss = lambda module: lambda v, x: jnp.sum(jnp.sin(module.apply(v, x)))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-4),
@@ -214,15 +217,16 @@ def test_im2col_conv_equals_xla_conv_with_gradients(kernel, strides, padding, di
                jax.grad(loss(reference), argnums=(0, 1))(variables, x))
 
 
-def test_sub_pixel_transposed_conv_equals_flax_conv_transpose_with_gradients():
+@pytest.mark.parametrize("conv", layers.CONV_IMPLS)
+def test_sub_pixel_transposed_conv_equals_flax_conv_transpose_with_gradients(conv):
   from colorjax.models.layers import ConvTranspose2x
   x = jax.random.normal(jax.random.key(1), (2, 5, 7, 3))
   reference = nn.ConvTranspose(4, (4, 4), strides=(2, 2), padding="SAME")
   variables = reference.init(jax.random.key(0), x)
   variables = jax.tree.map(lambda a: a + 0.1, variables)  # A non-zero bias too.
-  np.testing.assert_allclose(ConvTranspose2x(4).apply(variables, x),
-                             reference.apply(variables, x), atol=1e-5)
+  fast = ConvTranspose2x(4, conv=conv)
+  np.testing.assert_allclose(fast.apply(variables, x), reference.apply(variables, x), atol=1e-5)
   loss = lambda module: lambda v, x: jnp.sum(jnp.sin(module.apply(v, x)))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-4),
-               jax.grad(loss(ConvTranspose2x(4)), argnums=(0, 1))(variables, x),
+               jax.grad(loss(fast), argnums=(0, 1))(variables, x),
                jax.grad(loss(reference), argnums=(0, 1))(variables, x))

@@ -13,6 +13,10 @@ What can still go wrong, and what happens (README, "Reliability"):
   leave the workdir untouched, since they may run on a read-only copy or beside a live trainer.
 * A checkpoint that does not fit the model (model code or config changed after training):
   `CheckpointMismatchError` lists the missing, unexpected and reshaped keys.
+
+Readers that need only part of the state (colorize, serve, export and compare need the
+generator's averaged weights alone) pass `Subtrees`: Orbax then reads just those arrays, and
+the fit is checked on just those keys, so no optimizer or discriminator has to be built.
 * A full disk (or the file size limit) during an async save: `save` and `wait_until_finished`
   turn TensorStore's error into `DiskFullError`, naming the step and the space needed.
 """
@@ -20,18 +24,21 @@ What can still go wrong, and what happens (README, "Reliability"):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import json
 import os
 import re
 import sys
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from absl import logging
-import grain
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+if TYPE_CHECKING:
+  import grain  # Loaded where an iterator is saved or restored: readers never need it.
 
 from colorjax.core import diskspace
 
@@ -43,8 +50,11 @@ class CheckpointError(RuntimeError):
   """A checkpoint problem the operator must fix; its message is one line, the whole story."""
 
 
-class NoUsableCheckpointError(CheckpointError):
-  """No checkpoint step (or not the requested one) could be restored."""
+class NoUsableCheckpointError(CheckpointError, FileNotFoundError):
+  """No checkpoint step (or not the requested one) could be restored.
+
+  Also a FileNotFoundError: for a caller, no checkpoint is a missing file like any other.
+  """
 
 
 class CheckpointMismatchError(CheckpointError, ValueError):
@@ -91,6 +101,7 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any,
   """
   items = {"state": ocp.args.StandardSave(state)}
   if data_iter is not None:
+    import grain  # pylint: disable=g-import-not-at-top
     items["data_iter"] = grain.checkpoint.CheckpointSave(_IteratorSnapshot(data_iter))
   with _disk_errors_explained(manager, step, state):
     manager.save(step, args=ocp.args.Composite(**items))
@@ -148,13 +159,65 @@ def _disk_full_message(manager: ocp.CheckpointManager, step: int | None, state: 
 # ------------------------------------------------------------------------------------------
 # Restoring: compatibility check, fallback past damaged steps.
 # ------------------------------------------------------------------------------------------
-def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any,
+@dataclasses.dataclass(frozen=True)
+class Subtrees:
+  """Parts of the saved state to restore alone, by path: {path: abstract subtree}.
+
+  For example {"ema": variables} (the generator's moving average) or
+  {"g/params": params, "g/batch_stats": stats} (its raw weights), each a tree of
+  ShapeDtypeStructs with shardings. Only these arrays are read; everything else in the
+  checkpoint (optimizer states, the discriminator) is skipped. Each part is checked whole: a
+  key missing under it, an extra one or a reshaped one is a `CheckpointMismatchError`.
+  Restoring returns {path: restored subtree} with the same paths.
+  """
+  parts: Mapping[str, Any]
+
+  def nested(self) -> dict[str, Any]:
+    """The parts as one nested dict in the saved state's layout ({"g": {"params": ...}})."""
+    tree: dict[str, Any] = {}
+    for path, subtree in self.parts.items():
+      *parents, last = path.split("/")
+      node = tree
+      for key in parents:
+        node = node.setdefault(key, {})
+      node[last] = subtree
+    return tree
+
+  def pick(self, nested: Mapping[str, Any]) -> dict[str, Any]:
+    """{path: subtree} out of a nested dict laid out like `nested()`."""
+    picked = {}
+    for path in self.parts:
+      node = nested
+      for key in path.split("/"):
+        node = node[key]
+      picked[path] = node
+    return picked
+
+  def covers(self, key: str) -> bool:
+    """Whether the flat key ("ema/params/down0/kernel") lies under one of the parts."""
+    return any(key == path or key.startswith(path + "/") for path in self.parts)
+
+
+def restore(manager: ocp.CheckpointManager, step: int, target: Any,
             data_iter: grain.DatasetIterator | None) -> Any:
-  """The state at `step` (with the abstract state's shardings); restores `data_iter` in place."""
-  items = {"state": ocp.args.StandardRestore(abstract_state)}
+  """The state at `step` (with the target's shardings); restores `data_iter` in place.
+
+  `target` is the whole state's abstract tree, or `Subtrees` (then {path: subtree} comes back).
+  """
+  if isinstance(target, Subtrees):
+    # A partial restore: Orbax reads the arrays of `item` and leaves the rest on disk.
+    item = target.nested()
+    state_args = ocp.args.PyTreeRestore(
+        item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(item),
+        partial_restore=True)
+  else:
+    state_args = ocp.args.StandardRestore(target)
+  items = {"state": state_args}
   if data_iter is not None:
+    import grain  # pylint: disable=g-import-not-at-top
     items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
-  return manager.restore(step, args=ocp.args.Composite(**items)).state
+  restored = manager.restore(step, args=ocp.args.Composite(**items)).state
+  return target.pick(restored) if isinstance(target, Subtrees) else restored
 
 
 def abstract_with_shardings(abstract_state: Any, shardings: Any) -> Any:
@@ -265,12 +328,14 @@ def restore_newest_loadable(manager: ocp.CheckpointManager, abstract_state: Any,
   """(state, step) of the newest checkpoint that restores, or of `step` if one is given.
 
   Every reader of checkpoints comes through here: the trainer's resume, --mode=eval, colorize,
-  serve and export. A step that fails to restore is reported in one warning line (step and root
-  cause) and the next older one is tried; a given `step` is not replaced by another one.
+  serve, export and compare. A step that fails to restore is reported in one warning line
+  (step and root cause) and the next older one is tried; a given `step` is not replaced by
+  another one.
 
   Args:
     manager: the workdir's CheckpointManager.
-    abstract_state: the state's ShapeDtypeStructs, with shardings.
+    abstract_state: the state's ShapeDtypeStructs, with shardings; or `Subtrees` to restore
+      (and check) only those parts, returned as {path: subtree}.
     data_iter: restored in place alongside the state (trainer only).
     step: restore exactly this step (no fallback); None for the newest that loads.
     move_damaged: move steps that failed to `<workdir>/checkpoints_damaged/` once an older
@@ -280,7 +345,8 @@ def restore_newest_loadable(manager: ocp.CheckpointManager, abstract_state: Any,
 
   Raises:
     NoUsableCheckpointError: no checkpoint, the given step is absent, or nothing restores.
-    CheckpointMismatchError: the checkpoint's tree differs from `abstract_state`.
+    CheckpointMismatchError: the checkpoint's tree differs from `abstract_state` (for
+      `Subtrees`: differs under one of its paths).
   """
   directory = os.fspath(manager.directory)
   available = sorted(manager.all_steps(), reverse=True)
@@ -289,12 +355,15 @@ def restore_newest_loadable(manager: ocp.CheckpointManager, abstract_state: Any,
                                   f"(have: {sorted(available)})")
   if not available:
     raise NoUsableCheckpointError(f"no checkpoint in {directory}")
-  expected = flat_shapes(abstract_state)
+  partial = isinstance(abstract_state, Subtrees)
+  expected = flat_shapes(abstract_state.nested() if partial else abstract_state)
   damaged: list[tuple[int, str]] = []
   for candidate in [step] if step is not None else available:
     try:
-      differences = tree_differences(saved_shapes(os.path.join(directory, str(candidate))),
-                                     expected)
+      saved = saved_shapes(os.path.join(directory, str(candidate)))
+      if partial:  # Only the restored parts must fit; the rest is never read.
+        saved = {k: v for k, v in saved.items() if abstract_state.covers(k)}
+      differences = tree_differences(saved, expected)
     except Exception as e:  # pylint: disable=broad-except
       differences, cause = None, _one_line(e)  # Unreadable metadata: a damaged step.
     else:

@@ -54,6 +54,11 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.model.discriminator = "patchgan"  # "none" for pure regression/classification.
   c.model.discriminator_kwargs = ml_collections.ConfigDict()
   c.model.ema_decay = 0.999  # Generator EMA used for eval and colorize; 0 turns it off.
+  # How the convolutions are computed: "xla" (XLA's convolution), "im2col" (one matmul per
+  # conv; XLA's CPU convolution gradients are ~10x slower) or "auto" (im2col on CPU, xla
+  # elsewhere), resolved once when the trainer builds the models. Parameters are the same
+  # either way; colorize, serve and export resolve "auto" for where they run.
+  c.model.conv = "auto"
 
   c.loss = ml_collections.ConfigDict()
   c.loss.gan = "lsgan"  # An objective from colorjax/training/objectives.py, or "none".

@@ -13,6 +13,9 @@ Contracts every model keeps (the trainer, eval, colorize and export rely on them
   scores the (L, ab) pair and returns an array whose first axis is the batch (patch logits
   (B, h, w, 1), a global logit (B, 1), or a per-sample energy (B,)); the objective interprets it.
 * `dtype` is the computation dtype; parameters stay float32.
+* `conv` is the convolution implementation, "xla" or "im2col" (`layers.CONV_IMPLS`): it
+  changes how the convolutions are computed, never the parameters, so every checkpoint loads
+  under either. The builders below resolve "auto" once; a model never reads the backend.
 """
 
 from __future__ import annotations
@@ -23,28 +26,41 @@ from typing import Any, Mapping
 import flax.linen as nn
 
 from colorjax.core.registry import Registry
+from colorjax.models import layers
 
 GENERATORS: Registry[type[nn.Module]] = Registry("generator")
 DISCRIMINATORS: Registry[type[nn.Module]] = Registry("discriminator")
 
 
-def _build(registry: Registry, name: str, kwargs: Mapping[str, Any], dtype: Any) -> nn.Module:
+def _build(registry: Registry, name: str, kwargs: Mapping[str, Any], dtype: Any,
+           conv: str) -> nn.Module:
   cls = registry.get(name)
   fields = {f for f in inspect.signature(cls).parameters if f not in ("parent", "name")}
+  if "conv" in kwargs:
+    raise ValueError(f"{registry.kind} {name!r}: the convolution implementation is "
+                     "model.conv, not a model option")
   unknown = sorted(set(kwargs) - fields)
   if unknown:
     raise ValueError(
         f"{registry.kind} {name!r} has no option(s) {unknown}; "
-        f"its options are {sorted(fields - {'dtype'})}")
-  return cls(dtype=dtype, **kwargs)
+        f"its options are {sorted(fields - {'dtype', 'conv'})}")
+  return cls(dtype=dtype, conv=layers.resolve_conv(conv), **kwargs)
 
 
-def build_generator(name: str, kwargs: Mapping[str, Any], dtype: Any) -> nn.Module:
-  return _build(GENERATORS, name, kwargs, dtype)
+def build_generator(name: str, kwargs: Mapping[str, Any], dtype: Any,
+                    conv: str = "auto") -> nn.Module:
+  """The generator `name` with options `kwargs`, computing in `dtype`.
+
+  `conv` is the convolution implementation, `layers.CONV_CHOICES`; "auto" is resolved now, for
+  the local backend (`layers.resolve_conv`), never later at trace time.
+  """
+  return _build(GENERATORS, name, kwargs, dtype, conv)
 
 
-def build_discriminator(name: str, kwargs: Mapping[str, Any], dtype: Any) -> nn.Module:
-  return _build(DISCRIMINATORS, name, kwargs, dtype)
+def build_discriminator(name: str, kwargs: Mapping[str, Any], dtype: Any,
+                        conv: str = "auto") -> nn.Module:
+  """The discriminator `name`, built like `build_generator`."""
+  return _build(DISCRIMINATORS, name, kwargs, dtype, conv)
 
 
 # Importing the model modules registers them.

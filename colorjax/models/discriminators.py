@@ -37,12 +37,15 @@ class GlobalDiscriminator(nn.Module):
     norm: normalisation after every conv but the first (see `layers.NORMS`).
     spectral_norm: spectrally normalise every conv and the final dense layer.
     dtype: computation dtype; parameters stay float32.
+    conv: the convolution implementation (`layers.CONV_IMPLS`), chosen where the model is
+      built (`layers.resolve_conv`); the parameters do not depend on it.
   """
   width: int = 64
   num_downsamples: int = 4
   norm: str = "batch"
   spectral_norm: bool = False
   dtype: Any = jnp.float32
+  conv: str = "xla"
 
   @nn.compact
   def __call__(self, l: jax.Array, ab: jax.Array, *, train: bool) -> jax.Array:
@@ -51,7 +54,8 @@ class GlobalDiscriminator(nn.Module):
       # DCGAN leaves the first layer unnormalised so D sees the input's own statistics.
       x = layers.ConvBlock(self.width * 2 ** min(i, 3), (4, 4), (2, 2),
                            norm="none" if i == 0 else self.norm, activation=layers.leaky_relu,
-                           spectral_norm=self.spectral_norm, dtype=self.dtype)(x, train=train)
+                           spectral_norm=self.spectral_norm, dtype=self.dtype,
+                           conv=self.conv)(x, train=train)
     x = jnp.mean(x, axis=(1, 2))
     dense = nn.Dense(1, dtype=self.dtype, name="logit")
     if self.spectral_norm:
@@ -71,22 +75,27 @@ class EBGANAutoencoder(nn.Module):
     num_levels: stride-2 levels; the input sides must be divisible by 2**it.
     norm: normalisation after every conv except the first and the output one.
     dtype: computation dtype; parameters stay float32.
+    conv: the convolution implementation (`layers.CONV_IMPLS`), chosen where the model is
+      built (`layers.resolve_conv`); the parameters do not depend on it.
   """
   width: int = 64
   num_levels: int = 3
   norm: str = "batch"
   dtype: Any = jnp.float32
+  conv: str = "xla"
 
   @nn.compact
   def __call__(self, l: jax.Array, ab: jax.Array, *, train: bool) -> jax.Array:
     x = inputs = _pair(l, ab, self.dtype)
     for i in range(self.num_levels):
       x = layers.ConvBlock(self.width * 2 ** i, (4, 4), (2, 2), norm="none" if i == 0 else self.norm,
-                           activation=layers.leaky_relu, dtype=self.dtype)(x, train=train)
+                           activation=layers.leaky_relu, dtype=self.dtype,
+                           conv=self.conv)(x, train=train)
     for i in reversed(range(self.num_levels - 1)):
       x = layers.ConvBlock(self.width * 2 ** i, (4, 4), (2, 2), norm=self.norm, transpose=True,
-                           dtype=self.dtype)(x, train=train)
+                           dtype=self.dtype, conv=self.conv)(x, train=train)
     # Linear output: the target spans [-1, 1], and a tanh would saturate on saturated ab.
-    recon = layers.ConvTranspose2x(inputs.shape[-1], dtype=self.dtype, name="reconstruction")(x)
+    recon = layers.ConvTranspose2x(inputs.shape[-1], dtype=self.dtype, conv=self.conv,
+                                   name="reconstruction")(x)
     error = jnp.square(recon.astype(jnp.float32) - inputs.astype(jnp.float32))
     return jnp.mean(error, axis=(1, 2, 3))

@@ -71,6 +71,9 @@ class FusionAttention(nn.Module):
     upsample: "nearest" or "bilinear" upsampling in the decoder.
     norm: normalisation of the conv blocks (see `layers.NORMS`).
     dtype: computation dtype; parameters stay float32.
+    conv: the convolution implementation (`layers.CONV_IMPLS`), chosen where the model is
+      built (`layers.resolve_conv`); the parameters do not depend on it.
+      The 1x1 convolutions (attention, fusion) stay XLA's: they are plain matmuls already.
   """
   width: int = 64
   num_classes: int = 0
@@ -79,11 +82,12 @@ class FusionAttention(nn.Module):
   upsample: str = "nearest"
   norm: str = "batch"
   dtype: Any = jnp.float32
+  conv: str = "xla"
 
   def _convs(self, x: jax.Array, stage: tuple[tuple[int, int], ...], train: bool) -> jax.Array:
     for mult, stride in stage:
       x = layers.ConvBlock(mult * self.width, strides=(stride, stride), norm=self.norm,
-                           dtype=self.dtype)(x, train=train)
+                           dtype=self.dtype, conv=self.conv)(x, train=train)
     return x
 
   def _global(self, low: jax.Array, train: bool) -> tuple[jax.Array, jax.Array | None]:
@@ -105,7 +109,8 @@ class FusionAttention(nn.Module):
     return nn.Dropout(self.dropout, deterministic=not train)(x)
 
   def _block(self, x: jax.Array, features: int, train: bool) -> jax.Array:
-    return layers.ConvBlock(max(features, 1), norm=self.norm, dtype=self.dtype)(x, train=train)
+    return layers.ConvBlock(max(features, 1), norm=self.norm, dtype=self.dtype,
+                            conv=self.conv)(x, train=train)
 
   def _decode(self, x: jax.Array, train: bool) -> jax.Array:
     x = self._block(x, 2 * self.width, train)
@@ -116,7 +121,7 @@ class FusionAttention(nn.Module):
     x = self._block(x, self.width // 2, train)
     x = layers.upsample(x, 2, self.upsample)
     x = self._block(x, self.width // 2, train)
-    return jnp.tanh(layers.Conv2d(2, (3, 3), dtype=self.dtype, name="head")(x))
+    return jnp.tanh(layers.Conv2d(2, (3, 3), dtype=self.dtype, conv=self.conv, name="head")(x))
 
   @nn.compact
   def __call__(self, l: jax.Array, *, train: bool) -> dict[str, jax.Array]:

@@ -12,6 +12,11 @@
   WGAN-GP critics must not use "batch": the gradient penalty is a per-sample gradient, and batch
   norm makes each sample's output depend on the rest of the batch.
 * `ConvBlock`: Conv -> Norm -> activation.
+* `conv`: every convolution layer (and every model) takes the implementation by name,
+  `CONV_IMPLS`: "xla" (XLA's convolution) or "im2col" (one matmul; fast gradients on CPU).
+  `resolve_conv` picks it once for the platforms a model will run on, where the model is built
+  (`colorjax.training.builders`, `colorjax.inference`, `colorjax.export`); the parameters and,
+  within float rounding, the outputs are the same either way.
 * `upsample`: resize by an integer factor with nearest or bilinear interpolation.
 """
 
@@ -33,21 +38,46 @@ def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
   return total // 2, total - total // 2
 
 
+CONV_IMPLS = ("xla", "im2col")
+CONV_CHOICES = ("auto",) + CONV_IMPLS
+
+
+def resolve_conv(choice: str, platforms: Sequence[str] | None = None) -> str:
+  """The convolution implementation (one of `CONV_IMPLS`) for `choice` on `platforms`.
+
+  "xla" and "im2col" name themselves; "auto" is "im2col" when every target platform is the CPU
+  and "xla" otherwise. `platforms` default to the local backend; an export for several
+  platforms passes them all, since one artifact serves every one of them.
+  """
+  if choice not in CONV_CHOICES:
+    raise ValueError(f"unknown convolution implementation {choice!r}; valid: "
+                     f"{', '.join(CONV_CHOICES)}")
+  if choice != "auto":
+    return choice
+  platforms = [jax.default_backend()] if platforms is None else list(platforms)
+  return "im2col" if platforms and all(p == "cpu" for p in platforms) else "xla"
+
+
 def conv2d(x: jax.Array, kernel: jax.Array, strides: Sequence[int] = (1, 1),
            padding: str | Sequence[tuple[int, int]] = "SAME",
-           dilation: Sequence[int] = (1, 1)) -> jax.Array:
-  """NHWC x HWIO convolution, as XLA's convolution or, on CPU, im2col + one matmul.
+           dilation: Sequence[int] = (1, 1), *, impl: str) -> jax.Array:
+  """NHWC x HWIO convolution, as XLA's convolution ("xla") or im2col + one matmul ("im2col").
 
   XLA's CPU backend computes convolution gradients (the weight gradient above all) in a slow
   generic loop, about 10x off its matmul rate (benchmarks/README.md, "Train step"). Gathering
   the kh x kw shifted views of the input and multiplying once by the reshaped kernel gives the
-  same result with a matmul forward and backward; on GPU/TPU the native convolution is used.
+  same result with a matmul forward and backward. On GPU/TPU the native convolution is faster.
+  The choice is the caller's (`resolve_conv`), made once where the model is built, and never
+  read from the backend here: an export lowered on a CPU host for a GPU must not get im2col.
   """
-  if jax.default_backend() != "cpu":
+  if impl == "xla":
     pads = padding if isinstance(padding, str) else tuple(map(tuple, padding))
     return jax.lax.conv_general_dilated(x, kernel, tuple(strides), pads,
                                         rhs_dilation=tuple(dilation),
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  if impl != "im2col":
+    raise ValueError(f"unknown convolution implementation {impl!r}; valid: "
+                     f"{', '.join(CONV_IMPLS)}")
   kh, kw, c_in, c_out = kernel.shape
   (sh, sw), (dh, dw) = strides, dilation
   span_h, span_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1  # The dilated kernel's extent.
@@ -65,7 +95,11 @@ def conv2d(x: jax.Array, kernel: jax.Array, strides: Sequence[int] = (1, 1),
 
 
 class Conv2d(nn.Module):
-  """`nn.Conv` (same "kernel"/"bias" parameters) computed with `conv2d`."""
+  """`nn.Conv` (same "kernel"/"bias" parameters) computed with `conv2d`.
+
+  `conv` is the implementation (`CONV_IMPLS`): it changes the computation, never the
+  parameters, so a checkpoint trained with one loads and runs with the other.
+  """
   features: int
   kernel_size: Sequence[int] = (3, 3)
   strides: Sequence[int] = (1, 1)
@@ -73,13 +107,14 @@ class Conv2d(nn.Module):
   use_bias: bool = True
   kernel_dilation: Sequence[int] = (1, 1)
   dtype: Any = jnp.float32
+  conv: str = "xla"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     kernel = self.param("kernel", nn.initializers.lecun_normal(),
                         (*self.kernel_size, x.shape[-1], self.features))
     y = conv2d(x.astype(self.dtype), kernel.astype(self.dtype), self.strides, self.padding,
-               self.kernel_dilation)
+               self.kernel_dilation, impl=self.conv)
     if self.use_bias:
       y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(self.dtype)
     return y
@@ -94,11 +129,13 @@ class ConvTranspose2x(nn.Module):
   input rows m - 1 + a and m + a through kernel taps a and 2 + a. So one 2x2 convolution over
   the input padded by one on each side, with the four phases' taps stacked as output channels,
   then each phase's shifted slice interleaved (depth-to-space), gives identical outputs with the
-  same parameters ("kernel" (4, 4, C_in, C_out), "bias") and plain stride-1 gradients.
+  same parameters ("kernel" (4, 4, C_in, C_out), "bias") and plain stride-1 gradients; `conv`
+  picks how that 2x2 convolution is computed (`conv2d`).
   """
   features: int
   use_bias: bool = True
   dtype: Any = jnp.float32
+  conv: str = "xla"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -108,7 +145,7 @@ class ConvTranspose2x(nn.Module):
     phase_kernel = kernel.reshape(2, 2, 2, 2, c_in, c_out).transpose(0, 2, 4, 1, 3, 5)
     y = conv2d(x.astype(self.dtype),
                phase_kernel.reshape(2, 2, c_in, 4 * c_out).astype(self.dtype),
-               padding=((1, 1), (1, 1)))
+               padding=((1, 1), (1, 1)), impl=self.conv)
     batch, height, width = x.shape[:3]
     y = y.reshape(batch, height + 1, width + 1, 2, 2, c_out)
     rows = [jnp.stack([y[:, a:a + height, b:b + width, a, b] for b in (0, 1)], axis=3)
@@ -130,6 +167,8 @@ class Conv(nn.Module):
     spectral_norm: divide the kernel by its top singular value (power iteration).
     transpose: use `nn.ConvTranspose` instead of `nn.Conv`.
     dtype: computation dtype; parameters stay float32.
+    conv: the convolution implementation (`CONV_IMPLS`; see `conv2d`). Transposed convolutions
+      other than 4x4 stride 2 are always XLA's.
   """
   features: int
   kernel_size: Sequence[int] = (3, 3)
@@ -138,15 +177,17 @@ class Conv(nn.Module):
   spectral_norm: bool = False
   transpose: bool = False
   dtype: Any = jnp.float32
+  conv: str = "xla"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, update_stats: bool = False) -> jax.Array:
     kernel_size, strides = tuple(self.kernel_size), tuple(self.strides)
     if not self.transpose:
       layer = Conv2d(self.features, kernel_size, strides, "SAME", use_bias=self.use_bias,
-                     dtype=self.dtype, name="conv")
+                     dtype=self.dtype, conv=self.conv, name="conv")
     elif kernel_size == (4, 4) and strides == (2, 2):
-      layer = ConvTranspose2x(self.features, self.use_bias, self.dtype, name="conv")
+      layer = ConvTranspose2x(self.features, self.use_bias, self.dtype, conv=self.conv,
+                              name="conv")
     else:
       layer = nn.ConvTranspose(self.features, kernel_size, strides=strides, padding="SAME",
                                use_bias=self.use_bias, dtype=self.dtype, name="conv")
@@ -196,12 +237,13 @@ class ConvBlock(nn.Module):
   spectral_norm: bool = False
   transpose: bool = False
   dtype: Any = jnp.float32
+  conv: str = "xla"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     x = Conv(self.features, self.kernel_size, self.strides, use_bias=self.norm == "none",
              spectral_norm=self.spectral_norm, transpose=self.transpose,
-             dtype=self.dtype)(x, update_stats=train)
+             dtype=self.dtype, conv=self.conv)(x, update_stats=train)
     x = Norm(self.norm, dtype=self.dtype)(x, train=train)
     return self.activation(x)
 

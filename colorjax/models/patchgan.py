@@ -16,13 +16,16 @@ class PatchGAN(nn.Module):
   """`num_layers`=3 gives the 70x70 receptive field; output (B, h, w, 1) patch logits.
 
   4x4 convs with padding 1 as in pix2pix (the receptive field depends on it); `spectral_norm`
-  wraps every conv in `nn.SpectralNorm` (power iteration state in "batch_stats").
+  wraps every conv in `nn.SpectralNorm` (power iteration state in "batch_stats"). `conv` is the
+  convolution implementation (`layers.CONV_IMPLS`), chosen where the model is built; the
+  parameters do not depend on it.
   """
   features: int = 64
   num_layers: int = 3
   norm: str = "batch"
   spectral_norm: bool = False
   dtype: Any = jnp.float32
+  conv: str = "xla"
 
   @nn.compact
   def __call__(self, l: jnp.ndarray, ab: jnp.ndarray, *, train: bool) -> jnp.ndarray:
@@ -40,7 +43,7 @@ class PatchGAN(nn.Module):
 
   def _conv(self, features: int, stride: int, use_bias: bool):
     conv = Conv2d(features, (4, 4), (stride, stride), ((1, 1), (1, 1)), use_bias=use_bias,
-                  dtype=self.dtype)
+                  dtype=self.dtype, conv=self.conv)
     if self.spectral_norm:
       wrapped = nn.SpectralNorm(conv, dtype=self.dtype)
       return lambda x, train: wrapped(x, update_stats=train)

@@ -25,10 +25,13 @@ class Plain(nn.Module):
   Attributes:
     width: channels of the first layer (others are 1x, 2x or 4x this).
     dtype: computation dtype; parameters stay float32.
+    conv: the convolution implementation (`layers.CONV_IMPLS`), chosen where the model is
+      built (`layers.resolve_conv`); the parameters do not depend on it.
   Input sides must be divisible by 4.
   """
   width: int = 64
   dtype: Any = jnp.float32
+  conv: str = "xla"
 
   @nn.compact
   def __call__(self, l: jax.Array, *, train: bool) -> dict[str, jax.Array]:
@@ -36,10 +39,10 @@ class Plain(nn.Module):
       raise ValueError(f"plain needs image sides divisible by 4; got {l.shape[1:3]}")
     x = l.astype(self.dtype)
     for mult, stride in _LAYOUT:
-      x = layers.ConvBlock(mult * self.width, strides=(stride, stride), dtype=self.dtype)(
-          x, train=train)
+      x = layers.ConvBlock(mult * self.width, strides=(stride, stride), dtype=self.dtype,
+                           conv=self.conv)(x, train=train)
     for mult in _UP_LAYOUT:
-      x = layers.ConvBlock(mult * self.width, (4, 4), (2, 2), transpose=True, dtype=self.dtype)(
-          x, train=train)
-    ab = layers.Conv2d(2, (3, 3), dtype=self.dtype, name="head")(x)
+      x = layers.ConvBlock(mult * self.width, (4, 4), (2, 2), transpose=True, dtype=self.dtype,
+                           conv=self.conv)(x, train=train)
+    ab = layers.Conv2d(2, (3, 3), dtype=self.dtype, conv=self.conv, name="head")(x)
     return {"ab": jnp.tanh(ab)}

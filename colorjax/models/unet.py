@@ -15,16 +15,17 @@ _KERNEL = (4, 4)
 UPSAMPLING = ("transposed", "resize_conv")
 
 
-def up2x(features: int, kind: str, name: str, use_bias: bool, dtype: Any,
+def up2x(features: int, kind: str, name: str, use_bias: bool, dtype: Any, conv: str,
          x: jnp.ndarray) -> jnp.ndarray:
   """The decoder's 2x upsampling: pix2pix's 4x4 stride-2 transposed convolution, or a
   resize-convolution (nearest-neighbour 2x, then a 3x3 convolution; Odena et al. 2016,
   "Deconvolution and checkerboard artifacts"), in which every output pixel sees the same kernel
   taps and so cannot form a period-2 pattern, at 9/4 the multiply-adds per output pixel.
-  Called inside a compact `__call__`; the layer is named `name` either way."""
+  Called inside a compact `__call__`; the layer is named `name` either way, and `conv` is the
+  convolution implementation (`layers.CONV_IMPLS`)."""
   if kind == "transposed":
-    return ConvTranspose2x(features, use_bias=use_bias, dtype=dtype, name=name)(x)
-  return Conv2d(features, (3, 3), use_bias=use_bias, dtype=dtype, name=name)(
+    return ConvTranspose2x(features, use_bias=use_bias, dtype=dtype, conv=conv, name=name)(x)
+  return Conv2d(features, (3, 3), use_bias=use_bias, dtype=dtype, conv=conv, name=name)(
       upsample(x, 2, "nearest"))
 
 
@@ -35,7 +36,9 @@ class UNet(nn.Module):
   Encoder: 4x4 stride-2 convs with LeakyReLU(0.2); decoder: 4x4 stride-2 transposed convs with
   ReLU and skip connections. As in pix2pix, dropout (rate `dropout`) in the innermost decoder
   levels is the generator's only noise source, and the outermost levels have no norm.
-  `upsampling` picks the decoder's 2x upsampling (`UPSAMPLING`, see `up2x`).
+  `upsampling` picks the decoder's 2x upsampling (`UPSAMPLING`, see `up2x`). `conv` is the
+  convolution implementation (`layers.CONV_IMPLS`), chosen where the model is built; the
+  parameters do not depend on it.
   """
   num_downs: int = 8
   features: int = 64
@@ -45,6 +48,7 @@ class UNet(nn.Module):
   num_dropout_levels: int = 3
   upsampling: str = "transposed"
   dtype: Any = jnp.float32
+  conv: str = "xla"
 
   def _width(self, level: int) -> int:
     return min(self.features * 2 ** level, self.max_features)
@@ -64,7 +68,8 @@ class UNet(nn.Module):
       if level > 0:
         x = nn.leaky_relu(x, 0.2)
       x = Conv2d(self._width(level), _KERNEL, (2, 2), ((1, 1), (1, 1)),
-                 use_bias=self.norm != "batch", dtype=self.dtype, name=f"down{level}")(x)
+                 use_bias=self.norm != "batch", dtype=self.dtype, conv=self.conv,
+                 name=f"down{level}")(x)
       innermost = level == self.num_downs - 1
       if 0 < level and not innermost:
         x = Norm(self.norm, dtype=self.dtype)(x, train=train)
@@ -73,13 +78,13 @@ class UNet(nn.Module):
     for level in reversed(range(self.num_downs - 1)):
       x = nn.relu(x)
       x = up2x(self._width(level), self.upsampling, f"up{level + 1}", self.norm != "batch",
-               self.dtype, x)
+               self.dtype, self.conv, x)
       x = Norm(self.norm, dtype=self.dtype)(x, train=train)
       if level >= self.num_downs - 1 - self.num_dropout_levels and self.dropout > 0:
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
       x = jnp.concatenate([x, skips[level]], axis=-1)
     x = nn.relu(x)
-    x = up2x(2, self.upsampling, "up0", True, self.dtype, x)
+    x = up2x(2, self.upsampling, "up0", True, self.dtype, self.conv, x)
     return {"ab": jnp.tanh(x).astype(jnp.float32)}
 
 

@@ -52,10 +52,14 @@ class ZhangCIC(nn.Module):
       number of bins the loss uses).
     width: channels of block 1; later blocks use 2x, 4x and 8x this.
     dtype: computation dtype; parameters stay float32.
+    conv: the convolution implementation (`layers.CONV_IMPLS`), chosen where the model is
+      built (`layers.resolve_conv`); the parameters do not depend on it.
+      The 1x1 heads stay XLA's: they are plain matmuls already.
   """
   num_bins: int = 261
   width: int = 64
   dtype: Any = jnp.float32
+  conv: str = "xla"
 
   @nn.compact
   def __call__(self, l: jax.Array, *, train: bool) -> dict[str, jax.Array]:
@@ -69,15 +73,16 @@ class ZhangCIC(nn.Module):
         s = stride if i == num_convs - 1 else 1
         x = layers.Conv2d(mult * self.width, (3, 3), (s, s), "SAME",
                           kernel_dilation=(dilation, dilation), dtype=self.dtype,
-                          name=f"conv{block}_{i + 1}")(x)
+                          conv=self.conv, name=f"conv{block}_{i + 1}")(x)
         x = nn.relu(x)
       x = nn.BatchNorm(use_running_average=not train, momentum=layers.BATCH_NORM_MOMENTUM,
                        dtype=self.dtype, name=f"norm{block}")(x)
     features = _BLOCK8_MULT * self.width
-    x = layers.ConvTranspose2x(features, dtype=self.dtype, name="conv8_1")(x)
+    x = layers.ConvTranspose2x(features, dtype=self.dtype, conv=self.conv, name="conv8_1")(x)
     x = nn.relu(x)
     for i in (2, 3):
-      x = nn.relu(layers.Conv2d(features, (3, 3), dtype=self.dtype, name=f"conv8_{i}")(x))
+      x = nn.relu(layers.Conv2d(features, (3, 3), dtype=self.dtype, conv=self.conv,
+                                name=f"conv8_{i}")(x))
     logits = nn.Conv(self.num_bins, (1, 1), dtype=self.dtype, name="class_head")(x)
     ab = jnp.tanh(nn.Conv(2, (1, 1), dtype=self.dtype, name="ab_head")(x))
     ab = jax.image.resize(ab, (ab.shape[0], height, width, 2), method="bilinear")

@@ -20,12 +20,10 @@ import os
 from typing import Any, Callable, Iterator
 
 from absl import logging
-import grain
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import tqdm
 
 from colorjax.color import decode
 from colorjax.color import gamut
@@ -33,8 +31,6 @@ from colorjax.color import lab
 from colorjax.color import rebalance
 from colorjax.color import soft_encoding
 from colorjax.core import files
-from colorjax.data import pipeline
-from colorjax.data import sources
 
 Outputs = dict[str, jax.Array]
 DECODERS = ("regression", "annealed_mean", "mode", "mean")
@@ -106,6 +102,9 @@ PRIOR_FILENAME = "color_prior.npz"
 
 def _prior_batches(config: ml_collections.ConfigDict, num_images: int,
                    batch_size: int = 32) -> tuple[Iterator[np.ndarray], int]:
+  # The input pipeline loads only here: inference builds its decoder from this module.
+  import grain  # pylint: disable=g-import-not-at-top
+  from colorjax.data import pipeline, sources  # pylint: disable=g-import-not-at-top
   ds = grain.MapDataset.source(sources.create_source(config.data, train=True))
   if 0 < num_images < len(ds):
     # Evenly spaced records: folders and many datasets are ordered by class.
@@ -117,6 +116,7 @@ def _prior_batches(config: ml_collections.ConfigDict, num_images: int,
 
 
 def compute_prior(config: ml_collections.ConfigDict, progress: bool = True) -> rebalance.Prior:
+  import tqdm  # pylint: disable=g-import-not-at-top
   bins = load_bins(config)
   batches, total = _prior_batches(config, config.color.prior_num_images)
   bar = tqdm.tqdm(total=total, unit="img", desc="colour prior", disable=not progress)
