@@ -44,8 +44,9 @@ flags.DEFINE_string("data_dir", None, "TFDS data dir to write into (needed for a
                     flag_values=_FLAGS)
 flags.DEFINE_integer("max_side", 512, "longer side of stored images", flag_values=_FLAGS)
 flags.DEFINE_float("validation_percent", 5.0,
-                   "share of photos held out for eval, by a hash of each path (a folder with "
-                   "train/ and test/ or val/ is split by those instead)", flag_values=_FLAGS)
+                   "share of photos held out for eval, by a hash of each path (subfolders "
+                   "become class labels; to keep a folder's own train/ and test/ split, train "
+                   "on the folder directly with --config.data.name=DIR)", flag_values=_FLAGS)
 flags.DEFINE_integer("min_side", images.DEFAULT_MIN_SIDE,
                      "skip images whose shorter side is below this", flag_values=_FLAGS)
 flags.DEFINE_integer("workers", 2, "decoding processes", flag_values=_FLAGS)
