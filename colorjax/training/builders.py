@@ -11,7 +11,7 @@ trainer's parts, so that `colorjax.inference` loads none of them.
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -62,7 +62,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                      f"devices ({jax.device_count()})")
 
 
-def conv_impl(config: ml_collections.ConfigDict, platforms: list[str] | None = None) -> str:
+def conv_impl(config: ml_collections.ConfigDict,
+              platforms: Sequence[str] | None = None) -> str:
   """`config.model.conv` resolved for `platforms` (default: the local backend), once.
 
   Configs saved before the key existed (a workdir's config.json) read as "auto".
@@ -70,7 +71,7 @@ def conv_impl(config: ml_collections.ConfigDict, platforms: list[str] | None = N
   return layers.resolve_conv(config.model.get("conv", "auto"), platforms)
 
 
-def _bins(config: ml_collections.ConfigDict):
+def _bins(config: ml_collections.ConfigDict) -> Any:
   return classification.load_bins(config) if classification.uses_bins(config) else None
 
 
