@@ -1,14 +1,13 @@
 """Training and evaluation loop: one jitted step over a mesh of all devices.
 
-Reads top to bottom: setup, mesh, input, models, state, step, restore, loop. Evaluation
-(`evaluate`) restores the same state and scores the eval split.
+Reads top to bottom: setup, mesh, input, models, state, step, evaluators, restore, loop. The
+evaluators of `config.evals` (colorjax/evals/) run on their own cadences and at the last step;
+`evaluate_checkpoint` (--mode=eval) restores a checkpoint and runs all of them.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import math
 import os
 import signal
 import time
@@ -17,13 +16,9 @@ from typing import Any, Iterator
 from absl import logging
 from flax import traverse_util
 import jax
-from jax.experimental import multihost_utils
-from jax.sharding import NamedSharding
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from colorjax.color import lab
 from colorjax.core import checkpointing
 from colorjax.core import console
 from colorjax.core import distributed
@@ -31,9 +26,7 @@ from colorjax.core import files
 from colorjax.core import summaries  # TensorBoard files without TF (clu's writers import it).
 from colorjax.core import workdir_lock
 from colorjax.data import pipeline
-from colorjax.evals import frechet
-from colorjax.evals import inception
-from colorjax.evals import visualize
+from colorjax.evals import common as eval_common
 from colorjax.training import builders
 from colorjax.training import optim
 from colorjax.training import steps
@@ -160,6 +153,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> step
   _, abstract_state, state_shardings = builders.create_state(config, parts, mesh)
   train_step = builders.make_train_step(config, parts, mesh)
 
+  # --- Evaluators of config.evals, each with its own jitted step (compiled at its first run).
+  evaluators = eval_common.build(config, parts, mesh, workdir)
+
   # --- Restore: always resume from the workdir first.
   manager = checkpointing.make_manager(workdir, config.max_checkpoints_to_keep)
   if manager.latest_step() is not None:
@@ -207,12 +203,13 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> step
           summarize_metrics(history, window_start)
         checkpointing.save(manager, step, state, train_iter)
       # A stopping run skips eval: the grace period before SIGKILL is for the checkpoint.
-      last = step == config.num_train_steps  # A run always ends with samples and an eval.
-      if not stop_now and (step % config.sample_every_steps == 0 or
-                           step % config.eval_every_steps == 0 or last):
+      # A run always ends with every evaluator (samples and an eval).
+      due = [] if stop_now else eval_common.due(evaluators, step,
+                                                last=step == config.num_train_steps)
+      if due:
         eval_start = time.perf_counter()
-        progress.evaluated(step, evaluate(config, workdir, parts, state, mesh, writer, step,
-                                          with_metrics=step % config.eval_every_steps == 0 or last))
+        progress.evaluated(step, eval_common.run(due, state, step, config=config,
+                                                 workdir=workdir, writer=writer))
         window_time += time.perf_counter() - eval_start  # images/s counts training only.
       if stop_now:
         # Say "saved" only once the checkpoint is complete.
@@ -227,166 +224,16 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> step
 
 
 # ------------------------------------------------------------------------------------------
-# Evaluation.
+# Evaluation: the evaluators of `config.evals` (colorjax/evals/common.py).
 # ------------------------------------------------------------------------------------------
-def _eval_batches(config: ml_collections.ConfigDict,
-                  sharding: NamedSharding) -> tuple[Iterator[tuple[jax.Array, jax.Array]], int]:
-  """(global (images, mask) batches, number of images); every process yields the same number
-  of batches."""
-  dataset, num_images = pipeline.create_eval_dataset(config)
-  local_size = pipeline.local_batch_size(config.eval.batch_size)
-  per_process = math.ceil(num_images / jax.process_count())
-  num_batches = math.ceil(per_process / local_size)
-  size = config.data.image_size
-  empty = {"image": np.zeros((0, size, size, 3), np.uint8)}
-
-  def batches():
-    local = iter(dataset)
-    for _ in range(num_batches):
-      images, mask = pipeline.pad_batch(next(local, empty)["image"], local_size)
-      yield (pipeline.to_global_batch(images, sharding),
-             pipeline.to_global_batch(mask, sharding))
-  return batches(), num_images
-
-
-_EVAL_STEPS: dict[tuple[int, Any], tuple[steps.StepParts, Any]] = {}
-
-
-def _jitted_eval_step(parts: steps.StepParts, batch_sharding: NamedSharding):
-  """One jitted eval step per (parts, sharding), so evals during training compile once."""
-  key = (id(parts), batch_sharding)
-  if key not in _EVAL_STEPS:
-    _EVAL_STEPS[key] = (parts, jax.jit(functools.partial(steps.eval_step, parts),
-                                       out_shardings=(batch_sharding,) * 3))
-  return _EVAL_STEPS[key][1]
-
-
-def evaluate(config: ml_collections.ConfigDict, workdir: str, parts: steps.StepParts,
-             state: steps.TrainState, mesh: jax.sharding.Mesh,
-             writer: summaries.MetricWriter, step: int,
-             with_metrics: bool = True) -> dict[str, float]:
-  """Scores the eval split (averaged generator, raw generator and gray baseline), writes JSON,
-  scalars and a sample grid of images drawn evenly from across the split."""
-  _, batch_sharding = builders.shardings(mesh)
-  eval_step = _jitted_eval_step(parts, batch_sharding)
-  sums, count = {}, 0
-  fid_scores = FidScores(config.eval.fid_weights) if with_metrics and config.eval.fid_weights \
-      else None
-  batches, num_images = _eval_batches(config, batch_sharding)
-  samples = _SampleRows(num_images, config.eval.num_samples)
-  for images, mask in batches:
-    per_image, ema_rgb, raw_rgb = eval_step(state, images)
-    host_mask = multihost_utils.process_allgather(mask, tiled=True)
-    if samples.wanted_in(int(host_mask.sum())):  # Images cross to the host only for the grid.
-      samples.add(*multihost_utils.process_allgather((images, ema_rgb, raw_rgb), tiled=True),
-                  host_mask)
-    else:
-      samples.skip(int(host_mask.sum()))
-    if not with_metrics:
-      continue
-    per_image, mask = multihost_utils.process_allgather(per_image, tiled=True), host_mask
-    for key, values in per_image.items():
-      sums[key] = sums.get(key, 0.0) + float(np.sum(values[mask], dtype=np.float64))
-    count += int(mask.sum())
-    if fid_scores is not None:
-      fid_scores.update(*multihost_utils.process_allgather((images, ema_rgb), tiled=True), mask)
-  if jax.process_index() == 0 and samples.rows:
-    grid = samples.grid(scale=max(1, 128 // config.data.image_size))
-    visualize.save_png(os.path.join(workdir, "samples", f"step_{step:08d}.png"), grid)
-    writer.write_images(step, {"samples/gray_averaged_raw_truth": grid[None]})
-  if not with_metrics:
-    return {}
-  results = {k: v / max(count, 1) for k, v in sorted(sums.items())}
-  if fid_scores is not None:
-    results.update(fid_scores.results())
-  writer.write_scalars(step, {f"eval/{k}": v for k, v in results.items()})
-  if jax.process_index() == 0:
-    _write_eval_json(workdir, step, count, config, results)
-  logging.info("eval at step %d over %d images: %s", step, count,
-               ", ".join(f"{k}={v:.4f}" for k, v in results.items()))
-  return results
-
-
-class _SampleRows:
-  """Picks `num` images evenly spaced over an eval pass of `total` images (sorted folders and
-  TFDS splits often group by class: the first rows alone would all be airplanes)."""
-
-  def __init__(self, total: int, num: int):
-    self._wanted = set(np.unique(np.linspace(0, max(total - 1, 0), min(num, total))
-                                 .round().astype(int)).tolist())
-    self._seen = 0
-    self.rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-
-  def add(self, images: np.ndarray, ema_rgb: np.ndarray, raw_rgb: np.ndarray,
-          mask: np.ndarray) -> None:
-    images, ema_rgb, raw_rgb = (np.asarray(x)[np.asarray(mask)] for x in (images, ema_rgb,
-                                                                          raw_rgb))
-    for i in range(len(images)):
-      if self._seen + i in self._wanted:
-        self.rows.append((images[i], ema_rgb[i], raw_rgb[i]))
-    self._seen += len(images)
-
-  def wanted_in(self, count: int) -> bool:
-    """Whether the next `count` real images hold a sample row."""
-    return any(self._seen <= i < self._seen + count for i in self._wanted)
-
-  def skip(self, count: int) -> None:
-    self._seen += count
-
-  def grid(self, scale: int) -> np.ndarray:
-    """Labelled columns: gray input | averaged generator | raw generator | truth."""
-    images = np.stack([r[0] for r in self.rows])
-    columns = [np.asarray(lab.gray_rgb(images)), np.stack([r[1] for r in self.rows]),
-               np.stack([r[2] for r in self.rows]), images.astype(np.float32) / 255.0]
-    return visualize.sample_grid(*columns, scale=scale,
-                                 labels=("gray input", "averaged G", "raw G", "truth"))
-
-
-class FidScores:
-  """FID of the model's and of the gray baseline's colorizations against the ground truth."""
-
-  def __init__(self, weights_path: str):
-    self._module, self._params = inception.load_inception(weights_path)
-    self._features = {name: frechet.FidAccumulator() for name in ("truth", "model", "gray")}
-
-  def update(self, images: np.ndarray, pred_rgb: np.ndarray, mask: np.ndarray) -> None:
-    images = np.asarray(images)[mask]
-    if not len(images):
-      return
-    sets = {"truth": images.astype(np.float32) / 255.0, "model": np.asarray(pred_rgb)[mask],
-            "gray": np.asarray(lab.gray_rgb(images))}
-    for name, rgb in sets.items():
-      self._features[name].update(inception.activations(self._module, self._params, jnp.asarray(rgb)))
-
-  def results(self) -> dict[str, float]:
-    # The Cholesky form gives the same distance as pytorch-fid's sqrtm, exactly also for the
-    # rank-deficient covariances of small eval sets, in a second instead of a minute.
-    truth = self._features["truth"]
-    return {name if name == "fid" else "gray_fid": float(frechet.fid_from_accumulators(
-        self._features[key], truth, method="cholesky"))
-            for name, key in (("fid", "model"), ("gray_fid", "gray"))}
-
-
-def _write_eval_json(workdir: str, step: int, count: int, config: ml_collections.ConfigDict,
-                     results: dict[str, float]) -> None:
-  def section(prefix):
-    return {k[len(prefix):]: v for k, v in results.items() if k.startswith(prefix)}
-  model = {k: v for k, v in results.items() if not k.startswith(("gray_", "raw_"))}
-  # "model" is the averaged generator every consumer (colorize, serve, export) loads; the raw
-  # generator is reported beside it so that a poor average shows.
-  record = {"step": step, "num_images": count, "dataset": config.data.name,
-            "image_size": config.data.image_size, "ema_decay": config.model.ema_decay,
-            "model": model, "raw_generator": section("raw_"), "gray_baseline": section("gray_")}
-  for name in (f"step_{step:08d}.json", "latest.json"):
-    files.write_json(os.path.join(workdir, "eval", name), record)
-
-
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-  """--mode=eval: restores `config.eval.step` (or the latest) and evaluates it."""
+  """--mode=eval: restores `config.eval.step` (or the latest) and runs every evaluator of
+  `config.evals` on it; returns their scalars."""
   builders.validate_config(config)
   mesh = distributed.make_data_mesh()
   parts = builders.make_step_parts(config, builders.load_prior(config, workdir))
   _, abstract_state, state_shardings = builders.create_state(config, parts, mesh)
+  evaluators = eval_common.build(config, parts, mesh, workdir)  # A bad entry fails here.
   manager = checkpointing.make_manager(workdir, config.max_checkpoints_to_keep, read_only=True)
   step = manager.latest_step() if config.eval.step < 0 else config.eval.step
   if step is None or step not in manager.all_steps():
@@ -398,5 +245,6 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
   state, step = checkpointing.restore_newest_loadable(
       manager, abstract, step=None if config.eval.step < 0 else step)
   writer = summaries.create_default_writer(workdir, just_logging=jax.process_index() > 0)
-  with summaries.ensure_flushes(writer):
-    return evaluate(config, workdir, parts, state, mesh, writer, step)
+  with summaries.ensure_flushes(writer):  # Every evaluator at once.
+    return eval_common.run(evaluators, state, step, config=config, workdir=workdir,
+                           writer=writer)

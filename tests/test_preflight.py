@@ -92,9 +92,19 @@ def test_disk_space_for_one_checkpoint(tmp_path, monkeypatch):
 
 
 def test_missing_fid_weights(tmp_path):
-  with pytest.raises(UserError, match="fid_weights=.*does not exist.*colorjax.fid convert"):
-    preflight.check(config_with(**{"eval.fid_weights": str(tmp_path / "inception.npz")}),
+  with pytest.raises(UserError, match="evals.fid.weights=.*does not exist.*"
+                                     "colorjax.prepare --src=.* --fid_weights="):
+    preflight.check(config_with(**{"evals.fid.weights": str(tmp_path / "inception.npz")}),
                     str(tmp_path / "run"))
+
+
+def test_unknown_evaluator_type_lists_the_valid_ones(tmp_path):
+  config = config_with()
+  with config.unlocked():
+    config.evals.metrics.type = "colourization"
+  with pytest.raises(UserError, match="evals.metrics.type: .*'colourization'.*"
+                                     "valid names: colorization, fid, samples"):
+    preflight.check(config, str(tmp_path / "run"))
 
 
 def test_eval_needs_a_checkpoint(tmp_path):

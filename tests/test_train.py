@@ -31,7 +31,8 @@ def photo_batch(size: int = 16, n: int = 8) -> np.ndarray:
 def test_train_writes_checkpoints_events_samples_and_eval(tmp_path, tiny_lsgan_config):
   workdir = str(tmp_path)
   with tiny_lsgan_config.unlocked():
-    tiny_lsgan_config.eval.num_samples = 8  # More than the 6 eval images: padding stays out.
+    # More than the 6 eval images: padding stays out.
+    tiny_lsgan_config.evals.samples.num_samples = 8
   state = train.train_and_evaluate(tiny_lsgan_config, workdir)
   assert int(state.step) == 2
   assert os.path.isdir(os.path.join(workdir, "checkpoints", "2"))
@@ -113,7 +114,7 @@ def test_eval_reports_fid_with_user_supplied_inception_weights(tmp_path, tiny_ls
   workdir = str(tmp_path / "run")
   train.train_and_evaluate(tiny_lsgan_config, workdir)
   with tiny_lsgan_config.unlocked():
-    tiny_lsgan_config.eval.fid_weights = weights
+    tiny_lsgan_config.evals.fid.weights = weights
   train.evaluate_checkpoint(tiny_lsgan_config, workdir)
   record = json.load(open(os.path.join(workdir, "eval", "latest.json")))
   assert record["model"]["fid"] >= 0 and record["gray_baseline"]["fid"] > 0

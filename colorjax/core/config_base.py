@@ -28,8 +28,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.num_train_steps = 600
   c.log_every_steps = 20
   c.checkpoint_every_steps = 200
+  # Default cadences of the evaluators in `c.evals` below: `every: 0` there means
+  # eval_every_steps, or sample_every_steps for the sample grid.
   c.eval_every_steps = 600
-  c.sample_every_steps = 200  # Image grids (L | prediction | truth) to TensorBoard and PNG.
+  c.sample_every_steps = 200
   c.max_checkpoints_to_keep = 3
   c.dtype = "float32"  # Computation dtype ("bfloat16" for mixed precision); params stay float32.
 
@@ -98,12 +100,24 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.color.decode = "regression"  # regression | annealed_mean | mode | mean (colorjax/training/classification.py).
   c.color.prior_num_images = 2000  # Training images the colour prior is estimated from (-1 = all).
 
+  # The eval data every evaluator reads, and the checkpoint --mode=eval scores.
   c.eval = ml_collections.ConfigDict()
   c.eval.batch_size = 16
-  c.eval.num_images = 256  # First N images of the eval split (-1 = all).
-  c.eval.num_samples = 8  # Rows in the sample grid.
+  c.eval.num_images = 256  # N images evenly spaced over the eval split (-1 = all).
   c.eval.step = -1  # --mode=eval restores this checkpoint step (-1 = latest).
-  c.eval.fid_weights = ""  # Inception weights file for FID ("" = skip FID).
+
+  # Evaluators by name, as big_vision's `config.evals`: `type` is one of colorjax/evals/
+  # common.py's registry, `every` its cadence in steps (0 = the default cadence above), the rest
+  # its options. Every evaluator also runs at the last step, and all of them in --mode=eval.
+  c.evals = ml_collections.ConfigDict()
+  # PSNR, SSIM, colourfulness, ab error, AuC of the averaged and raw generator and the gray
+  # baseline: <workdir>/eval/step_*.json and TensorBoard eval/*.
+  c.evals.metrics = ml_collections.ConfigDict({"type": "colorization", "every": 0})
+  # Labelled grids (gray | averaged G | raw G | truth) of num_samples eval images:
+  # <workdir>/samples/step_*.png and TensorBoard.
+  c.evals.samples = ml_collections.ConfigDict({"type": "samples", "every": 0, "num_samples": 8})
+  # FID with an Inception weights file you supply (README.md, FID); skipped while weights="".
+  c.evals.fid = ml_collections.ConfigDict({"type": "fid", "every": 0, "weights": ""})
   return c
 
 
@@ -126,7 +140,8 @@ def with_variant(config: ml_collections.ConfigDict, variant: str) -> ml_collecti
 
 def _run_length(c: ml_collections.ConfigDict, steps: int, log: int, checkpoint: int,
                 evaluate: int) -> None:
-  """Steps and the cadences that go with them (samples come with every eval)."""
+  """Steps and the cadences that go with them: every evaluator (samples included) runs every
+  `evaluate` steps, unless its `every` says otherwise."""
   c.num_train_steps = steps
   c.log_every_steps = log
   c.checkpoint_every_steps = checkpoint
@@ -145,7 +160,7 @@ def _cifar(c: ml_collections.ConfigDict) -> None:
   _run_length(c, steps=1000, log=50, checkpoint=500, evaluate=250)
   c.eval.batch_size = 64
   c.eval.num_images = 512
-  c.eval.num_samples = 10
+  c.evals.samples.num_samples = 10
   if c.model.generator == "unet":
     c.model.generator_kwargs.num_downs = 5  # One level per halving, down to 1x1.
 
@@ -167,7 +182,7 @@ def _tiny(c: ml_collections.ConfigDict) -> None:
   c.data.image_size = 16
   c.eval.batch_size = 8
   c.eval.num_images = 6
-  c.eval.num_samples = 4
+  c.evals.samples.num_samples = 4
   if c.model.generator == "unet":
     c.model.generator_kwargs.update({"num_downs": 3, "features": 8, "max_features": 16})
   elif "width" in c.model.generator_kwargs:

@@ -117,6 +117,19 @@ class FidAccumulator:
     self._sum += other._sum
     self._outer += other._outer
 
+  def sums(self) -> tuple[int, np.ndarray, np.ndarray]:
+    """(count, sum (dim,), sum of outer products (dim, dim)): what adds across hosts."""
+    return self.count, self._sum, self._outer
+
+  @classmethod
+  def from_sums(cls, count: int, total: np.ndarray, outer: np.ndarray) -> "FidAccumulator":
+    """The accumulator whose `sums()` are these (e.g. summed over processes)."""
+    acc = cls(np.shape(total)[0])
+    acc.count = int(count)
+    acc._sum = np.array(total, np.float64)
+    acc._outer = np.array(outer, np.float64)
+    return acc
+
   def statistics(self) -> tuple[np.ndarray, np.ndarray]:
     """(mean (dim,), unbiased covariance (dim, dim)), float64."""
     if self.count < 2:

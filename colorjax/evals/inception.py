@@ -7,7 +7,7 @@ pool branch, BatchNorm eps 1e-3). Features are the 2048-d output of the final av
 ("pool3"). Inputs are RGB in [0, 1], resized to 299 x 299 bilinearly without antialiasing
 (pytorch-fid's `F.interpolate(..., align_corners=False)`) and scaled to [-1, 1].
 
-Weights are never downloaded: the user supplies a file (`config.eval.fid_weights`).
+Weights are never downloaded: the user supplies a file (`config.evals.fid.weights`).
 
 File format: a NumPy `.npz` holding one float32 array per parameter, named by its path in the
 Flax param tree joined with '/', e.g. `Mixed_5b/branch1x1/conv/kernel` (HWIO) or

@@ -45,11 +45,13 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     builders.validate_config(config)
   except (ValueError, KeyError) as e:  # The registries raise KeyError naming the valid names.
     raise UserError(str(e).strip("'\"")) from e
-  weights = config.eval.fid_weights
-  if weights and not os.path.isfile(weights):  # Else: found missing only at the first eval.
-    raise UserError(f"eval.fid_weights={weights!r} does not exist: convert pytorch-fid's "
-                    "Inception weights with `python -m colorjax.evals.inception convert` (README.md, FID), "
-                    "or drop the flag to skip FID")
+  # The evaluators of config.evals: known types, cadences, FID weights that exist (else found
+  # missing only at the first eval).
+  from colorjax.evals import common  # pylint: disable=g-import-not-at-top
+  try:
+    common.check_config(config)
+  except ValueError as e:
+    raise UserError(str(e)) from e
   devices = jax.device_count()
   if config.eval.batch_size % devices:
     raise UserError(f"eval.batch_size={config.eval.batch_size} must be divisible by the number "

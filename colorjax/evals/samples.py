@@ -1,0 +1,106 @@
+"""The "samples" evaluator: a labelled grid of eval images and their colorizations.
+
+Columns: gray input | averaged generator | raw generator | truth; one row per image, drawn
+evenly from across the eval split. Written as `<workdir>/samples/step_XXXXXXXX.png` and the
+TensorBoard image `samples/gray_averaged_raw_truth`.
+
+  config.evals.samples = dict(type="samples", every=0, num_samples=8)  # 0: sample_every_steps
+
+Only the picked rows leave the devices: the shared eval step runs on the batches that hold one
+(the pass stops after the last), and a jitted gather brings those rows, inputs and outputs, to
+every host, replicated.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+import jax
+import ml_collections
+import numpy as np
+
+from colorjax.color import lab
+from colorjax.evals import common
+from colorjax.evals import visualize
+from colorjax.training import builders
+from colorjax.training import steps
+
+IMAGE_KEY = "samples/gray_averaged_raw_truth"
+LABELS = ("gray input", "averaged G", "raw G", "truth")
+
+
+class SampleRows:
+  """Picks `num` images evenly spaced over an eval pass of `total` images (sorted folders and
+  TFDS splits often group by class: the first rows alone would all be airplanes)."""
+
+  def __init__(self, total: int, num: int):
+    self._wanted = set(np.unique(np.linspace(0, max(total - 1, 0), min(num, total))
+                                 .round().astype(int)).tolist())
+    self._last = max(self._wanted, default=-1)
+    self._seen = 0
+
+  def take(self, mask: np.ndarray) -> np.ndarray:
+    """Positions, in a batch whose real rows `mask` marks, of the wanted images (int32)."""
+    real = np.flatnonzero(np.asarray(mask))
+    picked = [row for i, row in enumerate(real) if self._seen + i in self._wanted]
+    self._seen += len(real)
+    return np.asarray(picked, np.int32)
+
+  @property
+  def done(self) -> bool:
+    """Whether every wanted image has been seen."""
+    return self._seen > self._last
+
+
+def labelled_grid(images: np.ndarray, averaged: np.ndarray, raw: np.ndarray,
+                  scale: int) -> np.ndarray:
+  """uint8 grid with the columns of `LABELS` from uint8 truth and float [0, 1] predictions."""
+  columns = [np.asarray(lab.gray_rgb(images)), averaged, raw,
+             np.asarray(images, np.float32) / 255.0]
+  return visualize.sample_grid(*columns, scale=scale, labels=LABELS)
+
+
+@common.EVALUATORS.register("samples")
+class SampleGrid(common.Evaluator):
+  """The sample grid PNG and TensorBoard image."""
+
+  default_every_key = "sample_every_steps"
+
+  def __init__(self, context: common.EvalContext, options: ml_collections.ConfigDict):
+    super().__init__(context, options)
+    self.num_samples = options.get("num_samples", 8)
+    # 32 px images are invisible at 1:1 in TensorBoard: enlarge small ones to about 128 px.
+    self.scale = max(1, 128 // context.config.data.image_size)
+    replicated, _ = builders.shardings(context.mesh)
+    # Indices padded to num_samples: one compilation.
+    self._gather = jax.jit(lambda arrays, index: jax.tree.map(lambda x: x[index], arrays),
+                           out_shardings=replicated)
+
+  @classmethod
+  def check_options(cls, name: str, options: ml_collections.ConfigDict) -> None:
+    num = options.get("num_samples", 8)
+    if not isinstance(num, int) or num <= 0:
+      raise ValueError(f"evals.{name}.num_samples must be a positive number of rows, got {num!r}")
+
+  def run(self, state: steps.TrainState, step: int) -> Iterator[tuple[str, np.ndarray]]:
+    batches, total = self.context.batches()
+    picker = SampleRows(total, self.num_samples)
+    rows = []
+    for images, mask in batches:
+      index = picker.take(common.host_mask(mask))
+      if index.size:
+        _, averaged, raw = self.context.eval_step(state, images)
+        padded = np.zeros((self.num_samples,), np.int32)
+        padded[:index.size] = index
+        picked = self._gather((images, averaged, raw), common.replicated(padded, self.mesh))
+        rows.append([np.asarray(x)[:index.size] for x in picked])
+      if picker.done:
+        break
+    if not rows:
+      return
+    truth, averaged, raw = (np.concatenate(column) for column in zip(*rows))
+    grid = labelled_grid(truth, averaged, raw, self.scale)
+    if jax.process_index() == 0:
+      visualize.save_png(os.path.join(self.workdir, "samples", f"step_{step:08d}.png"), grid)
+    yield IMAGE_KEY, grid

@@ -1,0 +1,64 @@
+"""Evaluators chosen by name from `config.evals`, each on its own cadence (colorjax/evals/)."""
+
+import json
+import os
+
+import ml_collections
+import numpy as np
+import pytest
+
+from colorjax import train
+from colorjax.evals import common
+from colorjax.evals import samples
+from conftest import tiny_config
+from launch_utils import read_scalars
+
+
+def test_unknown_evaluator_type_fails_listing_the_valid_types(tmp_path, tiny_lsgan_config):
+  with tiny_lsgan_config.unlocked():
+    tiny_lsgan_config.evals.lpips = ml_collections.ConfigDict({"type": "lpips", "every": 1})
+  with pytest.raises(ValueError, match=r"evals\.lpips\.type: unknown evaluator type 'lpips'; "
+                                       r"valid names: colorization, fid, samples"):
+    train.train_and_evaluate(tiny_lsgan_config, str(tmp_path))
+  assert not os.path.exists(tmp_path / "checkpoints")  # Before the first step.
+
+
+def test_cadences_default_to_the_top_level_keys(tiny_lsgan_config):
+  config = tiny_lsgan_config
+  with config.unlocked():
+    config.eval_every_steps, config.sample_every_steps = 30, 10
+    config.evals.fid.weights = ""  # Skipped: no weights.
+    config.evals.extra = ml_collections.ConfigDict({"type": "colorization", "every": 7})
+  entries = {name: common.resolve_every(config, options, cls)
+             for name, cls, options in common.check_config(config)}
+  assert entries == {"extra": 7, "metrics": 30, "samples": 10}
+  with config.unlocked():
+    config.evals.extra.every = -1
+  with pytest.raises(ValueError, match=r"evals\.extra\.every must be a positive number"):
+    common.check_config(config)
+
+
+def test_each_evaluator_runs_on_its_own_cadence_and_all_at_the_last_step(tmp_path):
+  config = tiny_config("lsgan")
+  with config.unlocked():
+    config.num_train_steps = 3
+    config.checkpoint_every_steps = 3
+    config.eval_every_steps = 100  # The metrics' default cadence: only the last step.
+    config.evals.samples.every = 1
+  workdir = str(tmp_path)
+  train.train_and_evaluate(config, workdir)
+  assert sorted(os.listdir(os.path.join(workdir, "samples"))) == [
+      f"step_{step:08d}.png" for step in (1, 2, 3)]
+  assert sorted(os.listdir(os.path.join(workdir, "eval"))) == ["latest.json",
+                                                               "step_00000003.json"]
+  assert sorted(read_scalars(workdir)["eval/psnr"]) == [3]
+  record = json.load(open(os.path.join(workdir, "eval", "latest.json")))
+  assert record["step"] == 3 and record["num_images"] == config.eval.num_images
+
+
+def test_sample_rows_are_spread_over_the_split_and_skip_padding():
+  picker = samples.SampleRows(total=10, num=4)  # Rows 0, 3, 6 and 9 of the real images.
+  first = picker.take(np.array([True] * 8))
+  assert first.tolist() == [0, 3, 6] and not picker.done
+  second = picker.take(np.array([False, True, False, True] + [False] * 4))  # Real: 1 and 3.
+  assert second.tolist() == [3] and picker.done
