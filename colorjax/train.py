@@ -235,15 +235,13 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
   _, abstract_state, state_shardings = builders.create_state(config, parts, mesh)
   evaluators = eval_common.build(config, parts, mesh, workdir)  # A bad entry fails here.
   manager = checkpointing.make_manager(workdir, config.max_checkpoints_to_keep, read_only=True)
-  step = manager.latest_step() if config.eval.step < 0 else config.eval.step
-  if step is None or step not in manager.all_steps():
-    raise FileNotFoundError(f"no checkpoint {'at step ' + str(step) if step else ''} in "
-                            f"{workdir}/checkpoints (have: {list(manager.all_steps())}); "
-                            "train first with --mode=train")
   abstract = checkpointing.abstract_with_shardings(abstract_state, state_shardings)
-  # The latest step that loads (a damaged one is skipped, left in place); a given step exactly.
-  state, step = checkpointing.restore_newest_loadable(
-      manager, abstract, step=None if config.eval.step < 0 else step)
+  try:
+    # The latest step that loads (a damaged one is skipped, left in place); a given step exactly.
+    state, step = checkpointing.restore_newest_loadable(
+        manager, abstract, step=None if config.eval.step < 0 else config.eval.step)
+  except checkpointing.NoUsableCheckpointError as e:
+    raise checkpointing.NoUsableCheckpointError(f"{e}; train first with --mode=train") from None
   writer = summaries.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   with summaries.ensure_flushes(writer):  # Every evaluator at once.
     return eval_common.run(evaluators, state, step, config=config, workdir=workdir,
