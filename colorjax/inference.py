@@ -35,8 +35,6 @@ import ml_collections
 import numpy as np
 
 from colorjax.color import lab
-from colorjax.models import layers
-from colorjax.training import builders
 
 PyTree = Any
 CONFIG_FILE = "config.json"
@@ -140,6 +138,7 @@ def restore_inference_variables(config: ml_collections.ConfigDict, generator: An
   if weights not in WEIGHTS:
     raise ValueError(f"weights={weights!r}; valid: {', '.join(WEIGHTS)}")
   from colorjax.core import checkpointing  # pylint: disable=g-import-not-at-top
+  from colorjax.training import builders  # pylint: disable=g-import-not-at-top
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
                           builders.abstract_generator_variables(config, generator))
@@ -203,6 +202,9 @@ class Colorizer:
       conv: the convolution implementation (`layers.CONV_CHOICES`); "auto" picks it for the
         local backend, whatever the training config chose (the weights fit either).
     """
+    # The models (Flax) load here, not at import: `import colorjax.inference` stays as light as
+    # the array functions above, which export and serve use before any model exists.
+    from colorjax.training import builders  # pylint: disable=g-import-not-at-top
     config = load_config(workdir)
     generator, decode = builders.make_generator(config, conv)
     variables, step = restore_inference_variables(config, generator, workdir, step, weights)
@@ -211,6 +213,7 @@ class Colorizer:
   def with_conv(self, conv: str, platforms: Sequence[str] | None = None) -> "Colorizer":
     """The same model and weights with convolutions computed by `conv` (`layers.CONV_CHOICES`;
     "auto" resolved for `platforms`, default the local backend), e.g. for an export."""
+    from colorjax.models import layers  # pylint: disable=g-import-not-at-top
     generator = self.generator.clone(conv=layers.resolve_conv(conv, platforms))
     return Colorizer(self.config, generator, self.decode, self.variables, self.step,
                      self.render_size, self.batch_size)
