@@ -1,4 +1,5 @@
-"""Tests for colorjax.fid: the Frechet distance, the accumulator, weight files and the network."""
+"""Tests for FID: the Frechet distance and accumulator (colorjax/evals/frechet.py), the Inception
+weights and network (inception.py) and the evaluator (fid.py)."""
 
 from __future__ import annotations
 
