@@ -565,7 +565,8 @@ def colorize_video(colorizer: inference.Colorizer, src: str, dst: str, *,
             # RGB -> YUV with the matrix and range the input was decoded with (PyAV decodes by the
             # frame's tags): L survives the round trip, and the output carries the same tags.
             new = new.reformat(format=pix_fmt, **state["matrix"])
-            new.pts, new.time_base = _monotonic_pts(frame, state, rate, vin.time_base), vin.time_base
+            new.pts = _monotonic_pts(frame, state, rate, vin.time_base)
+            new.time_base = vin.time_base
             for packet in vout.encode(new):
               out.mux(packet)
             state["written"] += 1
@@ -609,7 +610,8 @@ def colorize_video(colorizer: inference.Colorizer, src: str, dst: str, *,
                + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else "")
                + f": truncated or damaged input; the {written} frames that decoded were written")
   return VideoResult(dst, written, expected, width, height, float(rate), len(ain),
-                     colorizing.cuts if colorizing else [], time.perf_counter() - start_time, stopped)
+                     colorizing.cuts if colorizing else [], time.perf_counter() - start_time,
+                     stopped)
 
 
 _UNSPECIFIED = 2  # AVCOL_SPC_UNSPECIFIED, AVCOL_PRI_UNSPECIFIED, AVCOL_TRC_UNSPECIFIED.

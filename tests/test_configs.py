@@ -86,11 +86,12 @@ def test_unknown_variant_lists_the_valid_ones():
 def test_variants_keep_their_eval_cadences():
   """Each variant's evaluators (colorjax/evals/) run as often as its eval_every_steps and
   sample_every_steps say; FID only once given weights."""
+  from colorjax.evals import base
   from colorjax.evals import common
   from conftest import load_config
   want = {"": (600, 200), "cifar": (250, 250), "quick": (300, 300), "tiny": (2, 2)}
   for variant, (metrics, samples) in want.items():
     config = load_config("lsgan", variant)
-    cadences = {name: common.resolve_every(config, options, cls)
+    cadences = {name: base.resolve_every(config, options, cls)
                 for name, cls, options in common.check_config(config)}
     assert cadences == {"metrics": metrics, "samples": samples}, variant

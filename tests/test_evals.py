@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from colorjax import train
+from colorjax.evals import base
 from colorjax.evals import common
 from colorjax.evals import samples
 from conftest import tiny_config
@@ -29,7 +30,7 @@ def test_cadences_default_to_the_top_level_keys(tiny_lsgan_config):
     config.eval_every_steps, config.sample_every_steps = 30, 10
     config.evals.fid.weights = ""  # Skipped: no weights.
     config.evals.extra = ml_collections.ConfigDict({"type": "colorization", "every": 7})
-  entries = {name: common.resolve_every(config, options, cls)
+  entries = {name: base.resolve_every(config, options, cls)
              for name, cls, options in common.check_config(config)}
   assert entries == {"extra": 7, "metrics": 30, "samples": 10}
   with config.unlocked():

@@ -12,7 +12,8 @@ Because a colour's own cell is a bin, every 8-bit sRGB colour lies within the ce
 half-diagonal `grid * sqrt(2) / 2` of a bin centre.
 
 Units: ab in Lab units (roughly [-110, 110]), not the models' normalised ab / 110: multiply
-normalised values by `lab.AB_SCALE` first. Host-side numpy: the bins are built once, outside `jax.jit`.
+normalised values by `lab.AB_SCALE` first. Host-side numpy: the bins are built once, outside
+`jax.jit`.
 """
 
 from __future__ import annotations

@@ -36,7 +36,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.dtype = "float32"  # Computation dtype ("bfloat16" for mixed precision); params stay float32.
 
   c.data = ml_collections.ConfigDict()
-  c.data.name = "skimage_photos"  # Embedded real photos: works offline. See colorjax/data/sources.py.
+  # Embedded real photos: works offline. See colorjax/data/sources.py.
+  c.data.name = "skimage_photos"
   c.data.data_dir = ""  # TFDS data_dir ("" = TFDS_DATA_DIR or ~/tensorflow_datasets).
   c.data.image_size = 64
   c.data.train_split = ""  # "" = the dataset's default.
@@ -74,7 +75,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.loss.n_critic = 1  # Discriminator updates per generator update.
   c.loss.gp_weight = 0.0  # WGAN-GP gradient penalty.
   c.loss.clip = 0.0  # WGAN weight clipping (0 = off).
-  c.loss.ebgan_margin = -1.0  # EBGAN margin in normalised MSE units (-1 = Fabbri & Islam 2017's m=80 on 0-255).
+  # EBGAN margin in normalised MSE units (-1 = Fabbri & Islam 2017's m=80 on 0-255).
+  c.loss.ebgan_margin = -1.0
   c.loss.label_smoothing = 0.0  # One-sided: real target = 1 - smoothing.
   c.loss.noisy_labels = False  # Real targets in [0.9, 1], fake in [0, 0.1].
   c.loss.flip_prob = 0.0  # Swap real/fake targets with this probability.
@@ -92,12 +94,14 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.color = ml_collections.ConfigDict()
   c.color.grid = 10  # ab bin size for classification (Zhang et al.).
   c.color.bins_path = ""  # Optional (Q, 2) .npy of bin centres, e.g. Zhang's 313 bins.
-  c.color.prior_path = ""  # Class-rebalancing prior (.npz from `python -m colorjax.main --mode=prior`).
+  # Class-rebalancing prior (.npz from `python -m colorjax.main --mode=prior`).
+  c.color.prior_path = ""
   c.color.num_neighbors = 5  # Soft-encoding: k nearest bins.
   c.color.sigma = 5.0
   c.color.rebalance_lambda = 0.5
   c.color.temperature = 0.38  # Annealed-mean decoding.
-  c.color.decode = "regression"  # regression | annealed_mean | mode | mean (colorjax/training/classification.py).
+  # regression | annealed_mean | mode | mean (colorjax/training/classification.py).
+  c.color.decode = "regression"
   c.color.prior_num_images = 2000  # Training images the colour prior is estimated from (-1 = all).
 
   # The eval data every evaluator reads, and the checkpoint --mode=eval scores.

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from colorjax.evals import common
+from colorjax.evals import base
 from colorjax.training import builders
 from colorjax.training import steps
 
@@ -35,12 +35,12 @@ def masked_sums(per_image: dict[str, jax.Array],
   return sums, jnp.sum(mask, dtype=jnp.int32)
 
 
-@common.EVALUATORS.register("colorization")
-class ColorizationMetrics(common.Evaluator):
+@base.EVALUATORS.register("colorization")
+class ColorizationMetrics(base.Evaluator):
   """Means over the eval split of the averaged generator's, raw generator's and gray
   baseline's per-image metrics."""
 
-  def __init__(self, context: common.EvalContext, options: ml_collections.ConfigDict):
+  def __init__(self, context: base.EvalContext, options: ml_collections.ConfigDict):
     super().__init__(context, options)
     replicated, _ = builders.shardings(context.mesh)
     self._sums = jax.jit(masked_sums, out_shardings=replicated)

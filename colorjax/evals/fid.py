@@ -31,7 +31,7 @@ import ml_collections
 import numpy as np
 
 from colorjax.color import lab
-from colorjax.evals import common
+from colorjax.evals import base
 from colorjax.evals import frechet
 from colorjax.evals import inception
 from colorjax.training import builders
@@ -62,16 +62,16 @@ def sum_over_processes(accumulators: dict[str, frechet.FidAccumulator]
           for name, (count, mean_sum, outer) in total.items()}
 
 
-@common.EVALUATORS.register("fid")
-class Fid(common.Evaluator):
+@base.EVALUATORS.register("fid")
+class Fid(base.Evaluator):
   """FID of the averaged generator and of the gray baseline against the truth."""
 
-  def __init__(self, context: common.EvalContext, options: ml_collections.ConfigDict):
+  def __init__(self, context: base.EvalContext, options: ml_collections.ConfigDict):
     super().__init__(context, options)
     module, params = inception.load_inception(options.weights)
     _, batch = builders.shardings(context.mesh)
     # Not jax.device_put: across processes it gathers all 22M values to check they agree.
-    self._params = jax.tree.map(lambda x: common.replicated(np.asarray(x), context.mesh), params)
+    self._params = jax.tree.map(lambda x: base.replicated(np.asarray(x), context.mesh), params)
     self._features = jax.jit(lambda params, rgb: module.apply({"params": params}, rgb),
                              out_shardings=batch)
     self._reference_rgb = jax.jit(reference_rgb, out_shardings=(batch, batch))

@@ -1,4 +1,5 @@
-"""The Inception-v3 of Frechet Inception Distance (Heusel et al. 2017) in Flax Linen, and its weights.
+"""The Inception-v3 of Frechet Inception Distance (Heusel et al. 2017) in Flax Linen, and its
+weights.
 
 The network is the one of the TF FID reference code (`inception-2015-12-05`) as ported to PyTorch
 by pytorch-fid (`pt_inception-2015-12-05-6726825d.pth`): torchvision's Inception-v3 layout with
@@ -16,7 +17,8 @@ Flax param tree joined with '/', e.g. `Mixed_5b/branch1x1/conv/kernel` (HWIO) or
 file is readable without JAX or Flax. The pytorch-fid weights are converted (`convert_pytorch_fid`)
 by
 
-  python -m colorjax.prepare --src=pt_inception-2015-12-05-6726825d.pth --fid_weights=fid_inception.npz
+  python -m colorjax.prepare --src=pt_inception-2015-12-05-6726825d.pth \
+    --fid_weights=fid_inception.npz
 
 which needs `torch` importable (only to unpickle the .pth).
 """

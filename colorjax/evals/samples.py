@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 
 from colorjax.color import lab
-from colorjax.evals import common
+from colorjax.evals import base
 from colorjax.evals import visualize
 from colorjax.training import builders
 from colorjax.training import steps
@@ -61,13 +61,13 @@ def labelled_grid(images: np.ndarray, averaged: np.ndarray, raw: np.ndarray,
   return visualize.sample_grid(*columns, scale=scale, labels=LABELS)
 
 
-@common.EVALUATORS.register("samples")
-class SampleGrid(common.Evaluator):
+@base.EVALUATORS.register("samples")
+class SampleGrid(base.Evaluator):
   """The sample grid PNG and TensorBoard image."""
 
   default_every_key = "sample_every_steps"
 
-  def __init__(self, context: common.EvalContext, options: ml_collections.ConfigDict):
+  def __init__(self, context: base.EvalContext, options: ml_collections.ConfigDict):
     super().__init__(context, options)
     self.num_samples = options.get("num_samples", 8)
     # 32 px images are invisible at 1:1 in TensorBoard: enlarge small ones to about 128 px.
@@ -88,12 +88,12 @@ class SampleGrid(common.Evaluator):
     picker = SampleRows(total, self.num_samples)
     rows = []
     for images, mask in batches:
-      index = picker.take(common.host_mask(mask))
+      index = picker.take(base.host_mask(mask))
       if index.size:
         _, averaged, raw = self.context.eval_step(state, images)
         padded = np.zeros((self.num_samples,), np.int32)
         padded[:index.size] = index
-        picked = self._gather((images, averaged, raw), common.replicated(padded, self.mesh))
+        picked = self._gather((images, averaged, raw), base.replicated(padded, self.mesh))
         rows.append([np.asarray(x)[:index.size] for x in picked])
       if picker.done:
         break

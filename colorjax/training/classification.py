@@ -62,7 +62,8 @@ def make_decoder(config: ml_collections.ConfigDict,
 
 
 def make_classification_loss(config: ml_collections.ConfigDict, bins: np.ndarray,
-                             weights: np.ndarray | None) -> Callable[[Outputs, jax.Array], jax.Array]:
+                             weights: np.ndarray | None
+                             ) -> Callable[[Outputs, jax.Array], jax.Array]:
   """(outputs, true normalised ab) -> rebalanced CE at the logits' resolution."""
   bins_j = jnp.asarray(bins, jnp.float32)
   weights_j = None if weights is None else jnp.asarray(weights, jnp.float32)

@@ -143,9 +143,9 @@ class Hinge(Objective):
     return -jnp.mean(_f32(fake_out))
 
 
-# Fabbri & Islam 2017 used m = 80, read here as a per-pixel MSE energy on 0-255 pixel values. The models here
-# see values in [-1, 1], a 255 / 2 = 127.5 times smaller range, so squared errors are 127.5^2
-# times smaller: m = 80 / 127.5^2 ~= 4.92e-3. (Had they summed squared errors over pixels
+# Fabbri & Islam 2017 used m = 80, read here as a per-pixel MSE energy on 0-255 pixel values. The
+# models here see values in [-1, 1], a 255 / 2 = 127.5 times smaller range, so squared errors are
+# 127.5^2 times smaller: m = 80 / 127.5^2 ~= 4.92e-3. (Had they summed squared errors over pixels
 # instead, divide its m by H * W * C as well.) (L and ab are normalised as L / 50 - 1 and ab / 110
 # rather than from 0-255 RGB, so this is the matching scale, not an exact equivalence.)
 SEED_000_MARGIN_0_255 = 80.0
@@ -161,8 +161,8 @@ class EBGAN(Objective):
   only until they reach the margin, so fake samples with E >= margin add nothing to D's loss.
 
   Attributes:
-    margin: m in the normalised-MSE units above; `EBGAN_DEFAULT_MARGIN` is Fabbri & Islam's m = 80 on
-      the 0-255 scale converted (80 / 127.5^2).
+    margin: m in the normalised-MSE units above; `EBGAN_DEFAULT_MARGIN` is Fabbri & Islam's
+      m = 80 on the 0-255 scale converted (80 / 127.5^2).
   """
   name: str = "ebgan"
   uses_targets: bool = False
