@@ -8,9 +8,8 @@ colorjax/evals/common.py from an entry of `config.evals`.
 from __future__ import annotations
 
 import abc
-import functools
 import math
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import jax
 from jax.experimental import multihost_utils
@@ -26,20 +25,12 @@ Batches = Iterator[tuple[jax.Array, jax.Array]]
 
 
 class EvalContext:
-  """What the evaluators of one run share: the config, the step parts, the mesh, the workdir,
-  and the jitted eval step (built on first use, once per run)."""
+  """What the evaluators of one run share: the config, the step parts, the mesh, the workdir
+  and the eval split."""
 
   def __init__(self, config: ml_collections.ConfigDict, parts: steps.StepParts,
                mesh: jax.sharding.Mesh, workdir: str):
     self.config, self.parts, self.mesh, self.workdir = config, parts, mesh, workdir
-
-  @functools.cached_property
-  def eval_step(self) -> Callable[[steps.TrainState, jax.Array],
-                                  tuple[dict[str, jax.Array], jax.Array, jax.Array]]:
-    """`steps.eval_step` jitted for the mesh: (state, uint8 batch) -> (per-image metrics, the
-    averaged generator's RGB, the raw generator's RGB), all sharded like the batch."""
-    _, batch = builders.shardings(self.mesh)
-    return jax.jit(functools.partial(steps.eval_step, self.parts), out_shardings=(batch,) * 3)
 
   def batches(self) -> tuple[Batches, int]:
     """A new pass over the eval split: `eval_batches` on this run's config and mesh."""

@@ -42,14 +42,17 @@ class ColorizationMetrics(base.Evaluator):
 
   def __init__(self, context: base.EvalContext, options: ml_collections.ConfigDict):
     super().__init__(context, options)
-    replicated, _ = builders.shardings(context.mesh)
+    replicated, batch = builders.shardings(context.mesh)
+    # Per-image metrics of both generators and the gray baseline, sharded like the batch.
+    self._metrics = jax.jit(lambda state, rgb: steps.eval_step(context.parts, state, rgb)[0],
+                            out_shardings=batch)
     self._sums = jax.jit(masked_sums, out_shardings=replicated)
 
   def run(self, state: steps.TrainState, step: int) -> Iterator[tuple[str, float]]:
     del step
     batches, _ = self.context.batches()
     # Dispatched batch after batch, read once at the end: the device never waits for the host.
-    per_batch = jax.device_get([self._sums(self.context.eval_step(state, images)[0], mask)
+    per_batch = jax.device_get([self._sums(self._metrics(state, images), mask)
                                 for images, mask in batches])
     self.num_images = sum(int(count) for _, count in per_batch)
     if not per_batch:

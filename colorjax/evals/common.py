@@ -11,11 +11,11 @@ keys set the cadence of every evaluator that does not set its own. Every evaluat
 the last step; a run stopping on SIGTERM runs none (its grace period is for the checkpoint).
 
 `build(config, parts, mesh, workdir)` makes each evaluator once per run, and each builds its
-jitted steps in its constructor. They share one jitted `steps.eval_step` (`base.EvalContext`):
-the generators compile once per run, not once per evaluator. `run(evaluators, state, step, ...)`
-runs them and writes what they yield: scalars as TensorBoard `eval/<key>` and, when there are
-any, as `<workdir>/eval/step_XXXXXXXX.json` and `latest.json`; images (H, W, 3) under their own
-key.
+jitted steps in its constructor, each computing only what it reports: the metrics pass runs both
+generators over the split, the sample grid runs them on its `num_samples` images alone, FID runs
+the averaged one. `run(evaluators, state, step, ...)` runs them and writes what they yield:
+scalars as TensorBoard `eval/<key>` and, when there are any, as
+`<workdir>/eval/step_{step:08d}.json` and `latest.json`; images (H, W, 3) under their own key.
 
 Types (their modules register them): "colorization" (colorjax/evals/colorization.py),
 "samples" (colorjax/evals/samples.py), "fid" (colorjax/evals/fid.py).
@@ -116,7 +116,7 @@ def run(evaluators: Sequence[base.Evaluator], state: steps.TrainState, step: int
 
 def write_eval_json(workdir: str, step: int, count: int, config: ml_collections.ConfigDict,
                     results: dict[str, float]) -> None:
-  """`<workdir>/eval/step_XXXXXXXX.json` and `latest.json`: the averaged generator's scores
+  """`<workdir>/eval/step_{step:08d}.json` and `latest.json`: the averaged generator's scores
   (`model`), the raw generator's (`raw_generator`, keys `raw_*`) and the gray baseline's
   (`gray_baseline`, keys `gray_*`)."""
   def section(prefix):

@@ -20,6 +20,7 @@ and are computed once per run of the trainer.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Iterator
 
@@ -62,6 +63,12 @@ def sum_over_processes(accumulators: dict[str, frechet.FidAccumulator]
           for name, (count, mean_sum, outer) in total.items()}
 
 
+def averaged_rgb(parts: steps.StepParts, state: steps.TrainState, rgb: jax.Array) -> jax.Array:
+  """The averaged generator's colorization of uint8 RGB, as RGB in [0, 1]."""
+  l, _ = lab.uint8_to_model_inputs(rgb)
+  return lab.model_outputs_to_rgb(l, steps.predict_ab(parts, state.ema, l))
+
+
 @base.EVALUATORS.register("fid")
 class Fid(base.Evaluator):
   """FID of the averaged generator and of the gray baseline against the truth."""
@@ -75,6 +82,10 @@ class Fid(base.Evaluator):
     self._features = jax.jit(lambda params, rgb: module.apply({"params": params}, rgb),
                              out_shardings=batch)
     self._reference_rgb = jax.jit(reference_rgb, out_shardings=(batch, batch))
+    # The averaged generator alone: FID needs neither the raw generator nor the metrics of the
+    # shared eval step.
+    self._averaged_rgb = jax.jit(functools.partial(averaged_rgb, context.parts),
+                                 out_shardings=batch)
     # The truth's and gray baseline's statistics, once computed: the eval data do not change.
     self._reference: dict[str, frechet.FidAccumulator] | None = None
     self._gray_fid: float | None = None
@@ -101,7 +112,7 @@ class Fid(base.Evaluator):
     local = {name: frechet.FidAccumulator() for name in names}
     batches, _ = self.context.batches()
     for images, mask in batches:
-      rgb = {"model": self.context.eval_step(state, images)[1]}  # The averaged generator.
+      rgb = {"model": self._averaged_rgb(state, images)}
       if self._reference is None:
         rgb["truth"], rgb["gray"] = self._reference_rgb(images)
       real = self._local_rows(mask)

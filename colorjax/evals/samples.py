@@ -1,14 +1,16 @@
 """The "samples" evaluator: a labelled grid of eval images and their colorizations.
 
 Columns: gray input | averaged generator | raw generator | truth; one row per image, drawn
-evenly from across the eval split. Written as `<workdir>/samples/step_XXXXXXXX.png` and the
+evenly from across the eval split. Written as `<workdir>/samples/step_{step:08d}.png` and the
 TensorBoard image `samples/gray_averaged_raw_truth`.
 
   config.evals.samples = dict(type="samples", every=0, num_samples=8)  # 0: sample_every_steps
 
-Only the picked rows leave the devices: the shared eval step runs on the batches that hold one
-(the pass stops after the last), and a jitted gather brings those rows, inputs and outputs, to
-every host, replicated.
+Only the picked images leave the devices: a jitted gather brings each batch's picked rows to
+every host, replicated (the pass stops after the last), and both generators then run once on
+those `num_samples` images alone, never on the whole split: the metrics evaluator's pass over
+the split, at the same steps, is not done twice. In inference mode (BatchNorm's running
+statistics) an image's colours do not depend on the batch it is in.
 """
 
 from __future__ import annotations
@@ -73,9 +75,11 @@ class SampleGrid(base.Evaluator):
     # 32 px images are invisible at 1:1 in TensorBoard: enlarge small ones to about 128 px.
     self.scale = max(1, 128 // context.config.data.image_size)
     replicated, _ = builders.shardings(context.mesh)
-    # Indices padded to num_samples: one compilation.
-    self._gather = jax.jit(lambda arrays, index: jax.tree.map(lambda x: x[index], arrays),
-                           out_shardings=replicated)
+    # Indices and images padded to num_samples: each compiles once.
+    self._gather = jax.jit(lambda images, index: images[index], out_shardings=replicated)
+    self._colorize = jax.jit(
+        lambda state, rgb: steps.eval_step(context.parts, state, rgb)[1:],
+        out_shardings=replicated)
 
   @classmethod
   def check_options(cls, name: str, options: ml_collections.ConfigDict) -> None:
@@ -86,20 +90,23 @@ class SampleGrid(base.Evaluator):
   def run(self, state: steps.TrainState, step: int) -> Iterator[tuple[str, np.ndarray]]:
     batches, total = self.context.batches()
     picker = SampleRows(total, self.num_samples)
-    rows = []
+    picked = []
     for images, mask in batches:
       index = picker.take(base.host_mask(mask))
       if index.size:
-        _, averaged, raw = self.context.eval_step(state, images)
         padded = np.zeros((self.num_samples,), np.int32)
         padded[:index.size] = index
-        picked = self._gather((images, averaged, raw), base.replicated(padded, self.mesh))
-        rows.append([np.asarray(x)[:index.size] for x in picked])
+        rows = self._gather(images, base.replicated(padded, self.mesh))
+        picked.append(np.asarray(rows)[:index.size])
       if picker.done:
         break
-    if not rows:
+    if not picked:
       return
-    truth, averaged, raw = (np.concatenate(column) for column in zip(*rows))
+    truth = np.concatenate(picked)
+    padded = np.zeros((self.num_samples,) + truth.shape[1:], truth.dtype)
+    padded[:len(truth)] = truth
+    averaged, raw = (np.asarray(x)[:len(truth)]
+                     for x in self._colorize(state, base.replicated(padded, self.mesh)))
     grid = labelled_grid(truth, averaged, raw, self.scale)
     if jax.process_index() == 0:
       visualize.save_png(os.path.join(self.workdir, "samples", f"step_{step:08d}.png"), grid)
