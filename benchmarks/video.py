@@ -6,7 +6,7 @@ at 480p and 720p; the optical flow choice; the README's before/after strip.
 
 The model: any trained workdir, e.g. `python -m colorjax.main --config=configs/regression_l1.py
 --workdir=/tmp/video_model` (600 steps at 64 px on scikit-image's photos). Clips are made from
-real photos (colorjax/data/video_clips.py: pan, zoom, cut, moving object), encoded with H.264 (CRF
+real photos (tests/video_clips.py: pan, zoom, cut, moving object), encoded with H.264 (CRF
 18); every measure is on the *decoded* output file against the decoded input file.
 
 Tables:
@@ -38,6 +38,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import git_commit  # noqa: E402  (benchmarks/common.py)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "tests"))
+import video_clips  # noqa: E402  (tests/video_clips.py: the test clips, not part of the package)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZES = {"480p": (854, 480), "720p": (1280, 720)}
@@ -71,7 +74,6 @@ def measure(source: str, output: str, cut_at: int | None,
   """FlickerMeter's summary; for the pan and zoom clips also `warp_error_ab_true`, the warping
   error with the exact camera motion instead of estimated flow."""
   from colorjax import video
-  from colorjax.data import video_clips  # pylint: disable=g-import-not-at-top
   meter, exact = video.FlickerMeter(), video.FlickerMeter()
   originals, results = video_clips.read_frames(source), video_clips.read_frames(output)
   height, width = originals[0].shape[:2]
@@ -88,7 +90,6 @@ def measure(source: str, output: str, cut_at: int | None,
 
 def quality(colorizer, tmp: str, args, env) -> None:
   from colorjax import video
-  from colorjax.data import video_clips  # pylint: disable=g-import-not-at-top
   width, height = SIZES[args.quality_size]
   print(f"\n## quality: {args.quality_size} ({width}x{height}), {args.frames} frames, H.264 CRF 18")
   print(f"| clip | smoothing | warp error ab | (true motion) | E_warp x1000 | PSNR dB | "
@@ -112,7 +113,6 @@ def quality(colorizer, tmp: str, args, env) -> None:
 
 def work_sizes(colorizer, tmp: str, args, env) -> None:
   from colorjax import video
-  from colorjax.data import video_clips  # pylint: disable=g-import-not-at-top
   width, height = SIZES[args.quality_size]
   print(f"\n## work size: smoothing resolution, strength {video.DEFAULT_STRENGTH}, "
         f"{args.quality_size}")
@@ -149,7 +149,6 @@ def true_backward_flow(clip: str, width: int, height: int, frames: int, t: int,
                        scale: float) -> np.ndarray:
   """The exact flow from frame t to t-1 of the pan/zoom clips, at `scale` x the frame size."""
   import skimage.data  # pylint: disable=g-import-not-at-top
-  from colorjax.data import video_clips  # pylint: disable=g-import-not-at-top
   h, w = round(height * scale), round(width * scale)
   gy, gx = np.mgrid[0:h, 0:w].astype(np.float64)
   u, v = (gx + 0.5) / scale - 0.5, (gy + 0.5) / scale - 0.5
@@ -168,7 +167,8 @@ def true_backward_flow(clip: str, width: int, height: int, frames: int, t: int,
 def flows(tmp: str, args, env) -> None:
   import cv2  # pylint: disable=g-import-not-at-top
   from colorjax import video
-  from colorjax.data import video_clips  # pylint: disable=g-import-not-at-top
+  from colorjax.video import flicker
+  from colorjax.video import flow as flow_lib
   width, height = SIZES[args.quality_size]
   frames = args.frames
   print(f"\n## flow: end-point error vs the true motion (px at the work size), {args.quality_size}"
@@ -182,7 +182,7 @@ def flows(tmp: str, args, env) -> None:
     decoded = video_clips.read_frames(source)
     for size in (128, 256, 512, max(width, height)):  # The last: FlickerMeter's flow.
       h, w = video.work_shape_for(height, width, size)
-      gray = [video.to_uint8_l(video._lab(cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA))  # pylint: disable=protected-access
+      gray = [flow_lib.to_uint8_l(flicker._lab(cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA))  # pylint: disable=protected-access
                                [..., 0]) for f in decoded]
       for method in ("dis_ultrafast", "dis_fast", "dis_medium", "farneback", "ilk"):
         if method == "ilk" and size > 256:
@@ -205,7 +205,6 @@ def flows(tmp: str, args, env) -> None:
 
 def speed(colorizer, tmp: str, args, env) -> None:
   from colorjax import video
-  from colorjax.data import video_clips  # pylint: disable=g-import-not-at-top
   print(f"\n## speed: frames/s of colorize_video, {args.speed_frames} frames of the pan clip "
         "with an AAC track, second run (compiled)")
   print("| size | smoothing | frames/s | s/frame |")
@@ -236,7 +235,6 @@ def strip(colorizer, path: str, frames: int = 24) -> None:
   the cut clip; a PNG for the README."""
   from PIL import Image, ImageDraw  # pylint: disable=g-import-not-at-top
   from colorjax import video
-  from colorjax.data import video_clips  # pylint: disable=g-import-not-at-top
   width, height = 256, 144
   picks = (4, 9, 14, 19)
   with tempfile.TemporaryDirectory() as tmp:

@@ -76,7 +76,7 @@ flags.DEFINE_bool("overwrite", False,
 flags.DEFINE_bool("no_progress", False, "hide the progress bar", flag_values=_FLAGS)
 flags.DEFINE_float("temporal_smoothing", 0.8,
                    "videos: strength 0..1 of the motion-compensated smoothing of the colours over "
-                   "time (colorjax/video.py); 0 colorizes frames alone", lower_bound=0.0,
+                   "time (colorjax/video/smoothing.py); 0 colorizes frames alone", lower_bound=0.0,
                    upper_bound=1.0, flag_values=_FLAGS)
 flags.DEFINE_bool("no_temporal", False,
                   "videos: colorize every frame on its own (--temporal_smoothing=0)",

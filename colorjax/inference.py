@@ -139,7 +139,7 @@ def restore_inference_variables(config: ml_collections.ConfigDict, generator: An
     raise ValueError(f"weights={weights!r}; valid: {', '.join(WEIGHTS)}")
   from colorjax.core import checkpointing  # pylint: disable=g-import-not-at-top
   from colorjax.training import builders  # pylint: disable=g-import-not-at-top
-  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  device = jax.sharding.make_single_device_sharding(jax.local_devices()[0])
   abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
                           builders.abstract_generator_variables(config, generator))
   if weights == "averaged":

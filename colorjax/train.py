@@ -134,9 +134,6 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> step
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
     _write_config_json(config, workdir)
-  writer = summaries.create_default_writer(workdir, just_logging=jax.process_index() > 0)
-  writer.write_hparams(_flat_hparams(config))
-
   # --- Mesh: every device of every process on one `data` axis.
   mesh = distributed.make_data_mesh()
   replicated, batch_sharding = builders.shardings(mesh)
@@ -170,12 +167,14 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> step
 
   # --- Loop.
   g_schedule, d_schedule = optim.make_schedules(config)
+  writer = summaries.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  writer.write_hparams(_flat_hparams(config))
   report_progress = summaries.ReportProgress(num_train_steps=config.num_train_steps,
                                                     writer=writer, every_secs=30)
   history, window_start, window_time = [], first_step, time.perf_counter()
   step = first_step
   with _StopRequest(jax.process_count() > 1) as stop, _saves_finished(manager, abstract_state), \
-       summaries.ensure_flushes(writer), \
+       summaries.closing(writer), \
        console.TrainProgress(first_step, config.num_train_steps, config.batch_size,
                              enabled=jax.process_index() == 0) as progress:
     while step < config.num_train_steps:
@@ -243,6 +242,6 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
   except checkpointing.NoUsableCheckpointError as e:
     raise checkpointing.NoUsableCheckpointError(f"{e}; train first with --mode=train") from None
   writer = summaries.create_default_writer(workdir, just_logging=jax.process_index() > 0)
-  with summaries.ensure_flushes(writer):  # Every evaluator at once.
+  with summaries.closing(writer):  # Every evaluator's output on disk, the files closed.
     return eval_common.run(evaluators, state, step, config=config, workdir=workdir,
                            writer=writer)

@@ -4,8 +4,9 @@
 `clu.periodic_actions` imports `clu.metric_writers`: with them, the trainer could not run where
 TensorFlow is not installed (GPU hosts often offer only JAX). This module keeps clu's interface
 (`MetricWriter`: write_scalars, write_images, write_texts, write_hparams, flush, close;
-`create_default_writer`, `ensure_flushes`, `ReportProgress`) and writes the same records that
-tf.summary writes, through the `tensorboard` package's own protobufs, which need no TensorFlow:
+`create_default_writer`, `ReportProgress`; `closing` is clu's `ensure_flushes` that also closes)
+and writes the same records that tf.summary writes, through the `tensorboard` package's own
+protobufs, which need no TensorFlow:
 
   * scalars: a float32 scalar tensor with the "scalars" plugin metadata (tf.summary.scalar);
   * images: a string tensor [width, height, png, ...] with the "images" plugin (tf.summary.image);
@@ -226,13 +227,14 @@ def create_default_writer(logdir: str, *, just_logging: bool = False) -> MetricW
 
 
 @contextlib.contextmanager
-def ensure_flushes(*writers: MetricWriter) -> Iterator[None]:
-  """Flushes `writers` when the block ends, by an exception too."""
+def closing(*writers: MetricWriter) -> Iterator[None]:
+  """Closes `writers` (which flushes them) when the block ends, by an exception too: an event
+  file left open is a ResourceWarning at exit and, on some file systems, a truncated record."""
   try:
     yield
   finally:
     for writer in writers:
-      writer.flush()
+      writer.close()
 
 
 class ReportProgress:
