@@ -40,6 +40,8 @@ from colorjax.data import images
 
 PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static", "index.html")
 _CHUNK = 1 << 20
+HINTS_HELP = ("Click the colorized photo to say which colour a point should have, then pick "
+              "the colour; drag a hint to move it. The result follows within a second or two.")
 # 16 MP (a 4900x3300 photo): its full-resolution Lab working set is about 0.7 GB.
 DEFAULT_MAX_PIXELS = 16_000_000
 
@@ -168,8 +170,14 @@ class App:
     # One model call at a time: concurrent calls would only compete for the same cores and
     # multiply peak memory on large photos.
     self.lock = threading.Lock()
+    # Models trained with user hints (config.model.hints; Zhang et al. 2017) get the page's
+    # hint tools.
+    self.takes_hints = bool(colorizer.config.model.get("hints", False))
     with open(PAGE, encoding="utf-8") as f:
-      self.page = f.read().replace("{max_upload_mb}", f"{max_upload_bytes / 2 ** 20:g}")
+      self.page = (f.read()
+                   .replace("{max_upload_mb}", f"{max_upload_bytes / 2 ** 20:g}")
+                   .replace("{hints_enabled}", "true" if self.takes_hints else "false")
+                   .replace("{hints_help}", HINTS_HELP))
 
   def decode(self, body: bytes) -> images.DecodedImage:
     try:
