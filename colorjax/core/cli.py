@@ -1,7 +1,7 @@
-"""The command line of the commands colorize, serve, export and prepare: absl flags.
+"""The command line of every colorjax command (main, compare, colorize, serve, export, prepare).
 
-Every colorjax command takes absl flags (`--flag=value` or `--flag value`, `--[no]flag` for
-booleans, `--flagfile=FILE`), as `colorjax.main` and `colorjax.compare` do. Each of these four
+Every command takes absl flags (`--flag=value` or `--flag value`, `--[no]flag` for booleans,
+`--flagfile=FILE`); `main` adds `--config.KEY=VALUE` overrides of its config. Each command
 keeps its flags in its own `flags.FlagValues` (a `Command`), not in absl's global `flags.FLAGS`:
 a process that imports several commands (the tests, a notebook) would otherwise see their flags
 collide (`--workdir` is main's and colorize's), and a command called twice in one process would
@@ -23,6 +23,7 @@ import types
 from typing import Callable, Sequence
 
 from absl import flags
+from absl import logging
 
 from colorjax.core import errors
 
@@ -36,6 +37,8 @@ def _default_text(flag: flags.Flag) -> str:
     return "None"
   if flag.boolean:
     return "true" if flag.default else "false"
+  if isinstance(flag.default, list) and not flag.default:
+    return "none"  # A multi-flag given no times (serializes to nothing).
   return flag.serialize().split("=", 1)[1] if flag.default != "" else '""'
 
 
@@ -126,3 +129,15 @@ class Command:
       return body(args)
     except errors.UserError as e:
       return errors.report(e)
+
+
+def use_absl_logging(verbosity: int | None) -> None:
+  """What absl's `app.run` sets up for logging, for a command that owns its flags: absl's
+  handler and line format on stderr, and `verbosity` (0 INFO, 1 DEBUG; None: absl's default,
+  warnings). The global absl flags are marked parsed at their defaults: until they are, absl's
+  handler prefixes the first record with a "Logging before flag parsing" notice."""
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+  logging.use_absl_handler()
+  if verbosity is not None:
+    logging.set_verbosity(verbosity)

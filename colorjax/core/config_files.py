@@ -2,7 +2,7 @@
 benchmarks, `compare`, the docs scripts and the tests use.
 
 `python -m colorjax.main --config=configs/lsgan.py:cifar --config.batch_size=64` loads the same
-file and variant through ml_collections' `config_flags`; `load("lsgan:cifar")` with
+file and variant with these functions: `load("lsgan:cifar")` with
 `apply_overrides(config, ["batch_size=64"])` gives the same ConfigDict in Python.
 """
 
@@ -54,7 +54,11 @@ def _parse_value(text: str, current: object) -> object:
       raise ValueError(f"expected a boolean, got {text!r}")
     return text.lower() in ("true", "1")
   if isinstance(current, (int, float)) and not isinstance(current, bool):
-    return type(current)(ast.literal_eval(text))
+    try:
+      return type(current)(ast.literal_eval(text))
+    except (ValueError, TypeError, SyntaxError):
+      raise ValueError(f"expected {'an int' if isinstance(current, int) else 'a float'}, "
+                       f"got {text!r}") from None
   if isinstance(current, str):
     return text
   try:
