@@ -101,7 +101,8 @@ def _log_lines(server, port: int, timeout: float = 10) -> list[str]:
   prefix = f"{HOST}:{port} "
   deadline = time.monotonic() + timeout
   while True:
-    lines = [line for line in list(server._stderr) if line.startswith(prefix)]  # pylint: disable=protected-access
+    log = list(server._stderr)  # pylint: disable=protected-access
+    lines = [line for line in log if line.startswith(prefix)]
     if lines or time.monotonic() > deadline:
       return lines
     time.sleep(0.05)
@@ -215,7 +216,8 @@ def test_a_photo_is_colorized_while_a_crowd_sends_headers_slowly(server):
   assert stats["peak_connections_open"] <= MAX_CONNECTIONS
   closed_early = stats["connections_closed_early"] - before["connections_closed_early"]
   assert closed_early >= SLOW_CLIENTS - MAX_CONNECTIONS, stats
-  crowd_lines = [l for l in list(server._stderr) if "closed early" in l]  # pylint: disable=protected-access
+  log = list(server._stderr)  # pylint: disable=protected-access
+  crowd_lines = [line for line in log if "closed early" in line]
   assert len(crowd_lines) >= closed_early - 1, crowd_lines
   assert re.search(r'"(GET / HTTP/1.1|-)" closed early over 8 connections', crowd_lines[0])
 

@@ -6,9 +6,10 @@ collective would wait for it forever. JAX's coordination service (started by
 `jax.distributed.initialize` in process 0) notices that the process stopped sending heartbeats
 and, after the heartbeat timeout, stops every other process with an abort (exit by SIGABRT, an
 80-line C++ and Python stack dump: nothing in them is a bug). The supervisor below runs the
-processes of one host (`launch/local_cpu_2proc.sh`), keeps that dump out of the console (in a
-file the account names) and prints one account instead: which process was lost and how, the
-last complete checkpoint and the command that resumes.
+processes of one host (`launch/local_cpu_2proc.sh`), keeps that dump, and what the others
+print because of the loss, out of the console (in a file the account names) and prints one
+account instead: which process was lost and how, the last complete checkpoint and the command
+that resumes.
 
   python3 -m colorjax.core.multiprocess --processes=2 --workdir=W --resume='CMD' -- \\
       python3 -m colorjax.main --config=... --workdir=W --coordinator_address=... --num_processes=2
@@ -23,6 +24,7 @@ import argparse
 import dataclasses
 import datetime
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -38,10 +40,18 @@ from typing import BinaryIO, Sequence
 # that swaps or whose network drops for that long does).
 HEARTBEAT_TIMEOUT_VARIABLE = "COLORJAX_HEARTBEAT_TIMEOUT"
 DEFAULT_HEARTBEAT_TIMEOUT_SECONDS = 100
+# Seconds a process that has ended (done, or failed with an error) waits at exit for the others
+# to end too (JAX's shutdown barrier; default 300 s). A process that fails with an error while the
+# others wait for it in a collective holds the run this long before it exits and the others are
+# stopped; nothing else is lost by lowering it, as long as it exceeds the time the processes of
+# a healthy run end apart (seconds: they finish the same last step and eval together).
+SHUTDOWN_TIMEOUT_VARIABLE = "COLORJAX_SHUTDOWN_TIMEOUT"
+DEFAULT_SHUTDOWN_TIMEOUT_SECONDS = 300
 
 # The first line of what JAX's distributed runtime prints when it stops a process because
 # another was lost (coordination_service_agent.cc, client.h, coordination_service.cc in process 0).
 RUNTIME_ABORT_MARKERS = (b"Polled an error from coordination service",
+                         b"Shutdown barrier in coordination service has failed",
                          b"Failed to cancel preemption barrier",
                          b"Use error polling to propagate",
                          b"Terminating process because the JAX distributed service")
@@ -49,13 +59,21 @@ RUNTIME_ABORT_MARKERS = (b"Polled an error from coordination service",
 
 def heartbeat_timeout_seconds() -> int:
   """$COLORJAX_HEARTBEAT_TIMEOUT (whole seconds > 0), else JAX's default of 100 s."""
-  text = os.environ.get(HEARTBEAT_TIMEOUT_VARIABLE, "")
+  return _seconds(HEARTBEAT_TIMEOUT_VARIABLE, DEFAULT_HEARTBEAT_TIMEOUT_SECONDS)
+
+
+def shutdown_timeout_seconds() -> int:
+  """$COLORJAX_SHUTDOWN_TIMEOUT (whole seconds > 0), else JAX's default of 300 s."""
+  return _seconds(SHUTDOWN_TIMEOUT_VARIABLE, DEFAULT_SHUTDOWN_TIMEOUT_SECONDS)
+
+
+def _seconds(variable: str, default: int) -> int:
+  text = os.environ.get(variable, "")
   if not text:
-    return DEFAULT_HEARTBEAT_TIMEOUT_SECONDS
+    return default
   seconds = int(text) if text.isdigit() else 0
   if seconds <= 0:
-    raise ValueError(f"{HEARTBEAT_TIMEOUT_VARIABLE}={text!r}: expected whole seconds > 0, "
-                     f"e.g. {HEARTBEAT_TIMEOUT_VARIABLE}=30")
+    raise ValueError(f"{variable}={text!r}: expected whole seconds > 0, e.g. {variable}=30")
   return seconds
 
 
@@ -78,33 +96,43 @@ class Ended:
   returncode: int
   when: float  # time.time() when the parent reaped it.
   runtime_report: str | None = None  # File holding the runtime's abort dump, if it printed one.
+  raised: bool = False  # Printed a Python traceback first: it failed by itself.
 
   def how(self) -> str:
+    if self.raised:
+      return "failed with an error (its traceback is above)" + (
+          ", then was stopped by JAX's distributed service" if self.runtime_report else "")
     if self.runtime_report:
       return "stopped by JAX's distributed service"
     if self.returncode < 0:
       return f"killed by {signal.Signals(-self.returncode).name}"
-    return f"exit status {self.returncode}"
+    return f"exit status {self.returncode} (its error is above)"
 
 
 def account(ended: Sequence[Ended], num_processes: int, workdir: str, resume: str,
             heartbeat_timeout: int) -> str:
   """The lines printed when a run lost a process. `ended` is in the order the processes ended;
-  the lost one is the first that failed other than by the runtime's stop."""
+  the lost one is the first that failed other than by the runtime's stop (killed, or its own
+  error)."""
   failed = [e for e in ended if e.returncode != 0]
-  lost = next((e for e in failed if not e.runtime_report), failed[0])
+  lost = next((e for e in failed if e.raised or not e.runtime_report), failed[0])
   clock = datetime.datetime.fromtimestamp(lost.when).strftime("%H:%M:%S")
   lines = [f"error: process {lost.process} of {num_processes} (pid {lost.pid}) was lost at "
            f"{clock}: {lost.how()}"]
+  if lost.runtime_report and not lost.raised:  # No cause seen: every process was stopped.
+    lines[0] += f"; its abort report: {lost.runtime_report}"
   for other in ended:
     if other is lost:
       continue
     line = f"  process {other.process} (pid {other.pid}): {other.how()}"
     if other.runtime_report:
-      line += f" {other.when - lost.when:.0f} s later, " + (
-          "on losing its connection to process 0, which hosts the service" if lost.process == 0
-          else f"once process {lost.process} had sent no heartbeat for {heartbeat_timeout} s "
-               f"(${HEARTBEAT_TIMEOUT_VARIABLE})") + f"; its abort report: {other.runtime_report}"
+      line += f" {other.when - lost.when:.0f} s later"
+      if lost.returncode < 0 and not lost.runtime_report:  # Killed: how the loss was noticed.
+        line += (", on losing its connection to process 0, which hosts the service"
+                 if lost.process == 0 else
+                 f", once process {lost.process} had sent no heartbeat for {heartbeat_timeout} s "
+                 f"(${HEARTBEAT_TIMEOUT_VARIABLE})")
+      line += f"; its abort report: {other.runtime_report}"
     lines.append(line)
   step = last_complete_checkpoint(workdir)
   if step is None:
@@ -116,41 +144,77 @@ def account(ended: Sequence[Ended], num_processes: int, workdir: str, resume: st
   return "\n".join(lines)
 
 
-class _StderrCopier(threading.Thread):
-  """Copies a process's stderr to ours; from the runtime's abort on, to a file instead."""
+class _Console:
+  """The processes' stderr on ours, each line shown `DELAY_S` after it came, so that what the
+  loss of one process makes the others print can still be kept off the console: once a process
+  has failed (`lost`), the others' lines from `DELAY_S` before that on go to their report file
+  (a collective that broke, the runtime's dump), as does everything after a runtime marker. The
+  lost process's own lines (its error) stay on the console."""
 
-  def __init__(self, stream: BinaryIO, report_path: str):
-    super().__init__(daemon=True)
-    self._stream, self._path = stream, report_path
-    self.report_path: str | None = None  # Set once the abort began.
+  DELAY_S = 1.0
 
-  def run(self) -> None:
-    report = None
-    for line in self._stream:
-      if report is None and any(marker in line for marker in RUNTIME_ABORT_MARKERS):
-        os.makedirs(os.path.dirname(self._path), exist_ok=True)
-        report = open(self._path, "wb")
-        self.report_path = self._path
-      if report is not None:
-        report.write(line)
-      else:
-        sys.stderr.buffer.write(line)
-        sys.stderr.buffer.flush()
-    if report is not None:
+  def __init__(self, streams: Sequence[BinaryIO], report_dir: str):
+    self._lines: queue.Queue = queue.Queue()
+    self._report_dir = report_dir
+    self._lost: tuple[float, int] | None = None  # (time.monotonic(), process) of the loss.
+    self.report_paths: list[str | None] = [None] * len(streams)
+    self.raised = [False] * len(streams)  # Showed a Python traceback: it failed by itself.
+    self._readers = [threading.Thread(target=self._read, args=(i, s), daemon=True)
+                     for i, s in enumerate(streams)]
+    self._printer = threading.Thread(target=self._print, daemon=True)
+    for thread in (*self._readers, self._printer):
+      thread.start()
+
+  def lost(self, process: int) -> None:
+    if self._lost is None:
+      self._lost = (time.monotonic(), process)
+
+  def join(self) -> None:
+    """Once every process ended: all their lines are shown or filed."""
+    self._printer.join()
+
+  def _read(self, process: int, stream: BinaryIO) -> None:
+    for line in stream:
+      self._lines.put((time.monotonic(), process, line))
+    self._lines.put((time.monotonic(), process, None))
+
+  def _print(self) -> None:
+    reports: dict[int, BinaryIO] = {}
+    open_streams = len(self._readers)
+    while open_streams:
+      arrived, process, line = self._lines.get()
+      if line is None:
+        open_streams -= 1
+        continue
+      time.sleep(max(0.0, arrived + self.DELAY_S - time.monotonic()))
+      if process not in reports and (self._after_loss(arrived, process) or any(
+          marker in line for marker in RUNTIME_ABORT_MARKERS)):
+        path = os.path.join(self._report_dir, f"process_{process}.log")
+        os.makedirs(self._report_dir, exist_ok=True)
+        reports[process] = open(path, "wb")
+        self.report_paths[process] = path
+      if process in reports:
+        reports[process].write(line)
+        continue
+      self.raised[process] |= line.startswith(b"Traceback (most recent call last)")
+      sys.stderr.buffer.write(line)
+      sys.stderr.buffer.flush()
+    for report in reports.values():
       report.close()
+
+  def _after_loss(self, arrived: float, process: int) -> bool:
+    lost = self._lost
+    return lost is not None and process != lost[1] and arrived >= lost[0] - self.DELAY_S
 
 
 def supervise(command: Sequence[str], num_processes: int, workdir: str, resume: str) -> int:
   """Runs `command --process_id=I` for each I, forwards SIGTERM/SIGINT to all of them and waits.
   0 when every process exited 0; otherwise prints the account and returns 1."""
   heartbeat_timeout = heartbeat_timeout_seconds()
-  report_dir = os.path.join(tempfile.gettempdir(), f"colorjax-processes-{os.getpid()}")
-  children, copiers = [], []
-  for index in range(num_processes):
-    child = subprocess.Popen([*command, f"--process_id={index}"], stderr=subprocess.PIPE)
-    copiers.append(_StderrCopier(child.stderr, os.path.join(report_dir, f"process_{index}.log")))
-    copiers[-1].start()
-    children.append(child)
+  children = [subprocess.Popen([*command, f"--process_id={index}"], stderr=subprocess.PIPE)
+              for index in range(num_processes)]
+  console = _Console([child.stderr for child in children],
+                     os.path.join(tempfile.gettempdir(), f"colorjax-processes-{os.getpid()}"))
 
   def forward(signum, frame):
     del frame
@@ -168,9 +232,11 @@ def supervise(command: Sequence[str], num_processes: int, workdir: str, resume: 
       child = children[index_of[pid]]
       child.returncode = os.waitstatus_to_exitcode(status)
       ended.append(Ended(index_of[pid], pid, child.returncode, time.time()))
+      if child.returncode != 0:
+        console.lost(index_of[pid])
+  console.join()
   for e in ended:
-    copiers[e.process].join()  # Its stream ended with it: the last lines are copied.
-    e.runtime_report = copiers[e.process].report_path
+    e.runtime_report, e.raised = console.report_paths[e.process], console.raised[e.process]
   if all(e.returncode == 0 for e in ended):
     return 0
   print(account(ended, num_processes, workdir, resume, heartbeat_timeout), file=sys.stderr)
@@ -187,6 +253,7 @@ def main(argv: Sequence[str]) -> int:
   command = args.command[1:] if args.command[:1] == ["--"] else args.command
   try:
     heartbeat_timeout_seconds()  # A bad setting is one line here, not one traceback per process.
+    shutdown_timeout_seconds()
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
