@@ -102,8 +102,10 @@ class Ended:
     if self.raised:
       return "failed with an error (its traceback is above)" + (
           ", then was stopped by JAX's distributed service" if self.runtime_report else "")
-    if self.runtime_report:
+    if self.runtime_report and self.returncode == -signal.SIGABRT:  # The runtime's abort.
       return "stopped by JAX's distributed service"
+    if self.runtime_report:
+      return f"stopped after the loss (exit status {self.returncode})"
     if self.returncode < 0:
       return f"killed by {signal.Signals(-self.returncode).name}"
     return f"exit status {self.returncode} (its error is above)"
@@ -127,12 +129,14 @@ def account(ended: Sequence[Ended], num_processes: int, workdir: str, resume: st
     line = f"  process {other.process} (pid {other.pid}): {other.how()}"
     if other.runtime_report:
       line += f" {other.when - lost.when:.0f} s later"
-      if lost.returncode < 0 and not lost.runtime_report:  # Killed: how the loss was noticed.
+      aborted = other.returncode == -signal.SIGABRT
+      if aborted and lost.returncode < 0 and not lost.runtime_report:  # How it was noticed.
         line += (", on losing its connection to process 0, which hosts the service"
                  if lost.process == 0 else
                  f", once process {lost.process} had sent no heartbeat for {heartbeat_timeout} s "
                  f"(${HEARTBEAT_TIMEOUT_VARIABLE})")
-      line += f"; its abort report: {other.runtime_report}"
+      line += (f"; its abort report: " if aborted else "; its output after the loss: ") + \
+          other.runtime_report
     lines.append(line)
   step = last_complete_checkpoint(workdir)
   if step is None:
