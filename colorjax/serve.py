@@ -8,9 +8,14 @@ Standard library HTTP server, one page (colorjax/static/index.html) and a JSON-e
     upload's full resolution (RGBA uploads keep their alpha);
   * `POST /api/grayscale` (same body) -> `image/png`, the L channel the model sees;
   * `GET /api/stats` -> JSON counters (served, refused as busy, active, waiting);
-  * errors -> status 400 (not an image, corrupt, ...), 413 (over --max_upload_mb or
-    --max_pixels) or 503 with Retry-After (busy) with `{"error": "<message>"}`; the server
-    keeps running.
+  * errors -> status 400 (not an image, corrupt, ...), 408 (the body stopped arriving for
+    --read_timeout_s), 413 (over --max_upload_mb or --max_pixels) or 503 with Retry-After
+    (busy) with `{"error": "<message>"}`; the server keeps running.
+
+The log (stderr) has one line per request: client, request line, then the status and why, or
+"client gone" (it disconnected before its answer) or "timed out" (silent for --read_timeout_s
+before its request was complete), or "closed early" (a connection over --max_connections).
+Tracebacks are for bugs of the server only.
 
 Memory is bounded under any load: at most --max_active requests decode, colorize and encode at
 once (the model itself runs one call at a time), at most --max_waiting more hold their upload
@@ -18,7 +23,9 @@ while they wait for a slot, and any request beyond those gets 503 with Retry-Aft
 (its body is read in 1 MB pieces and dropped, so the browser sees the answer, not a reset). So
 the peak is about max_active x (a --max_pixels image's working set) + (max_active +
 max_waiting) x --max_upload_mb. --max_pixels defaults lower than the colorize command's: a
-server's memory is shared by every visitor. benchmarks/serve_load.py measures it.
+server's memory is shared by every visitor. benchmarks/serve_load.py measures it. Threads are
+bounded too: at most --max_connections connections are open (`Connections`), so clients that
+connect and send slowly or nothing cannot grow threads without limit.
 """
 
 from __future__ import annotations
@@ -26,9 +33,11 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import socket
 import sys
 import threading
 import time
+import traceback
 from typing import Any, Sequence
 
 from absl import flags
@@ -70,6 +79,13 @@ flags.DEFINE_integer("max_waiting", 8,
                      lower_bound=0, flag_values=_FLAGS)
 flags.DEFINE_float("wait_timeout_s", 60.0, "longest wait for a slot before a 503",
                    flag_values=_FLAGS)
+flags.DEFINE_integer("max_connections", 64,
+                     "open connections at most; beyond it the one that has waited longest for "
+                     "its request headers is closed (else the new one gets 503)",
+                     lower_bound=1, flag_values=_FLAGS)
+flags.DEFINE_float("read_timeout_s", 10.0,
+                   "a client silent this long while sending its request (headers or body) is "
+                   "dropped; a body that stops arriving gets 408", flag_values=_FLAGS)
 
 
 class RequestError(Exception):
@@ -158,6 +174,75 @@ class Admission:
       return dict(self.counts, max_active=self.max_active, max_waiting=self.max_waiting)
 
 
+class Connections:
+  """At most `limit` connections open (one thread each), and the counters of the ways clients
+  fail (`/api/stats`).
+
+  A new connection over the limit closes the open one that has waited longest for its request
+  headers: a client that connects and then sends slowly, or nothing, holds its place only until
+  someone needs it, so a crowd of them cannot lock real visitors out. When every open
+  connection has sent its headers (each then is bounded by the Admission and read timeouts),
+  the new one is refused with 503 instead.
+  """
+
+  def __init__(self, limit: int):
+    if limit < 1:
+      raise ValueError(f"need max_connections >= 1, got {limit}")
+    self.limit = limit
+    self._lock = threading.Lock()
+    self._open: set[socket.socket] = set()
+    self._awaiting_headers: dict[socket.socket, None] = {}  # Oldest first.
+    self._closed_early: set[socket.socket] = set()
+    self.counts = {"connections_open": 0, "peak_connections_open": 0,
+                   "connections_closed_early": 0, "connections_refused": 0,
+                   "header_timeouts": 0, "body_timeouts": 0, "clients_gone": 0}
+
+  def count(self, key: str) -> None:
+    with self._lock:
+      self.counts[key] += 1
+
+  def open(self, connection: socket.socket) -> tuple[bool, socket.socket | None]:
+    """(admitted, pushed out): whether `connection` may be served and, when it took the place of
+    the oldest connection still awaiting its headers, that one, for the caller to close."""
+    with self._lock:
+      pushed_out = None
+      if len(self._open) >= self.limit:
+        if not self._awaiting_headers:
+          self.counts["connections_refused"] += 1
+          return False, None
+        pushed_out = next(iter(self._awaiting_headers))
+        del self._awaiting_headers[pushed_out]
+        self._open.discard(pushed_out)  # Its thread ends as soon as the caller closes it.
+        self._closed_early.add(pushed_out)
+        self.counts["connections_closed_early"] += 1
+      self._open.add(connection)
+      self._awaiting_headers[connection] = None
+      self.counts["connections_open"] = len(self._open)
+      self.counts["peak_connections_open"] = max(self.counts["peak_connections_open"],
+                                                 len(self._open))
+      return True, pushed_out
+
+  def headers_received(self, connection: socket.socket) -> None:
+    with self._lock:
+      self._awaiting_headers.pop(connection, None)
+
+  def closed_early(self, connection: socket.socket) -> bool:
+    with self._lock:
+      return connection in self._closed_early
+
+  def close(self, connection: socket.socket) -> None:
+    """When its thread ends."""
+    with self._lock:
+      self._open.discard(connection)
+      self._awaiting_headers.pop(connection, None)
+      self._closed_early.discard(connection)
+      self.counts["connections_open"] = len(self._open)
+
+  def stats(self) -> dict[str, int]:
+    with self._lock:
+      return dict(self.counts, max_connections=self.limit)
+
+
 class App:
   """The model and the limits shared by all request threads."""
 
@@ -199,9 +284,59 @@ class Handler(http.server.BaseHTTPRequestHandler):
   """GET / (the page) and /api/stats, POST /api/colorize and /api/grayscale."""
   server_version = "colorjax"
   app: App  # Set on the subclass `make_server` builds.
-  # A client that stops sending mid-upload is dropped after this long instead of holding a
-  # thread and a place in the queue forever.
-  timeout = 60
+  server: "Server"
+  # Seconds a read may wait for the client (socketserver applies it to the socket): a client
+  # that stops sending its request is dropped after this long instead of holding a thread and a
+  # place in the queue forever. `make_server` sets it from --read_timeout_s.
+  timeout = 10.0
+  _LOGGED_REQUEST_CHARS = 200  # Of a request line in the log (random bytes can fill 64 kB).
+
+  # --- The log: one line per request, written when it ends.
+  def handle_one_request(self) -> None:
+    self._outcome, self._why, self.requestline = None, "", ""
+    try:
+      super().handle_one_request()  # Itself catches read timeouts and logs them (log_error).
+    except ConnectionError:  # Reset or closed by the client: nobody to answer.
+      self._outcome = "client gone"
+      self.close_connection = True
+    finally:
+      if self.server.connections.closed_early(self.connection):
+        self._outcome, self._why = "closed early", (
+            f"over {self.server.connections.limit} connections, this one had sent no complete "
+            "request yet")
+      if self._outcome == "client gone":
+        self.server.connections.count("clients_gone")
+      if self._outcome is not None:
+        request = self.requestline[:self._LOGGED_REQUEST_CHARS] if self.requestline else "-"
+        self.log_message('"%s" %s%s', request, self._outcome, f" {self._why}" if self._why else "")
+
+  def parse_request(self) -> bool:
+    complete = super().parse_request()  # Reads the headers.
+    if self.server.connections.closed_early(self.connection):
+      return False  # Its headers ended where the server closed it: nobody to answer.
+    self.server.connections.headers_received(self.connection)
+    return complete
+
+  def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+    del size
+    self._outcome = str(int(code))  # Logged when the request ends: the answer may not arrive.
+
+  def log_error(self, format: str, *args: Any) -> None:  # pylint: disable=redefined-builtin
+    """http.server's own error reports become the reason on the request's line."""
+    if format.startswith("code %d"):  # send_error: status and message; log_request follows.
+      self._why = str(args[1])
+    elif format.startswith("Request timed out"):
+      if self._outcome is None:  # Its request line or headers never came.
+        self._outcome, self._why = "timed out", f"no data for {self.timeout:g} s"
+        self.server.connections.count("header_timeouts")
+      else:  # It stopped reading its answer.
+        self._outcome, self._why = "client gone", f"not reading for {self.timeout:g} s"
+    else:
+      self._why = format % args
+
+  def address_string(self) -> str:
+    host, port = self.client_address[:2]
+    return f"{host}:{port}"
 
   def _send(self, status: int, content_type: str, body: bytes,
             headers: dict[str, str] | None = None) -> None:
@@ -215,13 +350,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
     self.wfile.write(body)
 
   def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+    self._why = message
     self._send(status, "application/json", json.dumps({"error": message}).encode(), headers)
 
   def do_GET(self) -> None:  # pylint: disable=invalid-name
     if self.path in ("/", "/index.html"):
       self._send(200, "text/html; charset=utf-8", self.app.page.encode())
     elif self.path == "/api/stats":
-      self._send(200, "application/json", json.dumps(self.app.admission.stats()).encode())
+      stats = dict(self.app.admission.stats(), **self.server.connections.stats())
+      self._send(200, "application/json", json.dumps(stats).encode())
     else:
       self._error(404, f"no page {self.path}")
 
@@ -233,11 +370,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
   def _drop_body(self, length: int) -> None:
     """Reads and drops the body so that the browser sees our answer, not a reset connection."""
-    while length > 0:
-      chunk = self.rfile.read(min(_CHUNK, length))
-      if not chunk:
-        break
-      length -= len(chunk)
+    try:
+      while length > 0:
+        chunk = self.rfile.read(min(_CHUNK, length))
+        if not chunk:
+          break
+        length -= len(chunk)
+    except TimeoutError:
+      pass  # A client announcing more than it sends still gets its answer.
 
   def _read_body(self) -> bytes:
     length = self._content_length()
@@ -247,7 +387,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                               " MB limit")
     if length <= 0:
       raise RequestError(400, "empty upload: send the image file as the request body")
-    return self.rfile.read(length)
+    try:
+      return self.rfile.read(length)
+    except TimeoutError as e:
+      self.server.connections.count("body_timeouts")
+      raise RequestError(408, f"the upload stopped arriving (nothing for {self.timeout:g} s)") \
+          from e
 
   def _busy(self, why: str) -> None:
     self._drop_body(self._content_length())
@@ -282,29 +427,64 @@ class Handler(http.server.BaseHTTPRequestHandler):
       self._send(200, "image/png", result)
     except RequestError as e:
       self._error(e.status, e.message)
-    except (ConnectionError, TimeoutError) as e:
-      self.log_error("client went away: %r", e)  # Nobody to answer.
+    except (ConnectionError, TimeoutError):
+      raise  # The client's doing, not the server's: one line (handle_one_request).
     except Exception as e:  # pylint: disable=broad-except
-      # Any other failure is reported to the page; the server keeps serving.
-      self.log_error("colorize failed: %r", e)
+      # A bug: its traceback goes to the log, the page gets a message, the server keeps serving.
+      traceback.print_exc()
       self._error(500, f"internal error: {type(e).__name__}: {e}")
 
 
 class Server(http.server.ThreadingHTTPServer):
+  """One thread per connection, at most `connections.limit` connections (`Connections`)."""
   # The default listen backlog (5) drops connections of a burst, which clients see as
   # one-second SYN retries; refusing beyond the limit is the Admission's job.
   request_queue_size = 128
   daemon_threads = True
+  _REFUSED = (b"HTTP/1.0 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n"
+              b"Connection: close\r\n\r\n")
+
+  def __init__(self, address: tuple[str, int], handler: type[Handler], max_connections: int):
+    self.connections = Connections(max_connections)
+    super().__init__(address, handler)
+
+  def process_request(self, request: socket.socket, client_address: Any) -> None:
+    admitted, pushed_out = self.connections.open(request)
+    if pushed_out is not None:
+      try:
+        pushed_out.shutdown(socket.SHUT_RDWR)  # Its thread reads the end and logs the line.
+      except OSError:
+        pass  # Already gone.
+    if admitted:
+      super().process_request(request, client_address)
+      return
+    try:
+      request.setblocking(False)  # A few bytes into an empty send buffer: never waits.
+      request.send(self._REFUSED)
+    except OSError:
+      pass
+    self.shutdown_request(request)
+    # The request line's format (http.server's), for a request never read.
+    sys.stderr.write(f"{client_address[0]}:{client_address[1]} - - "
+                     f"[{time.strftime('%d/%b/%Y %H:%M:%S')}] \"-\" 503 refused: "
+                     f"{self.connections.limit} connections open, each past its headers\n")
+
+  def process_request_thread(self, request: socket.socket, client_address: Any) -> None:
+    try:
+      super().process_request_thread(request, client_address)
+    finally:
+      self.connections.close(request)
 
 
 def make_server(colorizer: Any, host: str, port: int, max_upload_mb: float = 20.0,
                 max_pixels: int = DEFAULT_MAX_PIXELS, max_active: int = 2,
-                max_waiting: int = 8, wait_timeout_s: float = 60.0) -> Server:
+                max_waiting: int = 8, wait_timeout_s: float = 60.0, max_connections: int = 64,
+                read_timeout_s: float = 10.0) -> Server:
   """A threaded HTTP server for `colorizer` (port 0 picks a free port: see server_address)."""
   app = App(colorizer, int(max_upload_mb * 2 ** 20), max_pixels,
             Admission(max_active, max_waiting, wait_timeout_s))
-  handler = type("BoundHandler", (Handler,), {"app": app})
-  return Server((host, port), handler)
+  handler = type("BoundHandler", (Handler,), {"app": app, "timeout": read_timeout_s})
+  return Server((host, port), handler, max_connections)
 
 
 def _serve(args: cli.Args) -> int:
@@ -317,7 +497,8 @@ def _serve(args: cli.Args) -> int:
   except (FileNotFoundError, checkpointing.CheckpointError) as e:
     return errors.report(e)  # No usable or no fitting checkpoint: one line.
   server = make_server(colorizer, args.host, args.port, args.max_upload_mb, args.max_pixels,
-                       args.max_active, args.max_waiting, args.wait_timeout_s)
+                       args.max_active, args.max_waiting, args.wait_timeout_s,
+                       args.max_connections, args.read_timeout_s)
   host, port = server.server_address[:2]
   print(f"serving step {colorizer.step} of {args.workdir} on http://{host}:{port}/", flush=True)
   try:

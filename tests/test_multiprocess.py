@@ -17,13 +17,20 @@ gradients and BatchNorm statistics are reduced over all 4 devices.
 Process 1 is then sent SIGTERM: JAX's preemption service must stop both processes at the same
 step with one complete checkpoint (a process that stopped alone would leave the other waiting
 in a collective forever).
+
+Lost processes: `launch/local_cpu_2proc.sh` with a 3 s heartbeat timeout has process 1, then
+process 0 (the coordinator) SIGKILLed mid-training; the launcher must print which process was
+lost and how, the last complete checkpoint and a resume command that carries the run to its
+end. A process that fails with its own error is named after JAX's shutdown timeout.
 """
 
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import orbax.checkpoint as ocp
@@ -160,3 +167,195 @@ def test_two_processes_match_one_process_and_stop_together_on_sigterm(tmp_path):
     reference_record = json.load(open(os.path.join(reference_dir, "eval", "step_00000002.json")))
     np.testing.assert_allclose(record["model"][key], reference_record["model"][key], rtol=1e-4,
                                err_msg=key)
+
+
+# ------------------------------------------------------------------------------------------
+# A lost process: reported by the launcher, not dumped; the run resumes.
+# ------------------------------------------------------------------------------------------
+HEARTBEAT_TIMEOUT_S = 3
+LAUNCHER = os.path.join(REPO_ROOT, "launch", "local_cpu_2proc.sh")
+
+
+class Launcher:
+  """`launch/local_cpu_2proc.sh WORKDIR ...` as a user runs it (its output in a file)."""
+
+  def __init__(self, command: str, env: dict[str, str], log_path: str, workdir: str):
+    self.workdir = workdir
+    self.log_path = log_path
+    self._log = open(log_path, "w")
+    self.popen = subprocess.Popen(["bash", "-c", command], cwd=REPO_ROOT, env=env,
+                                  stdout=self._log, stderr=subprocess.STDOUT)
+
+  def output(self) -> str:
+    with open(self.log_path, errors="replace") as f:
+      return f.read()
+
+  def process_pid(self, index: int) -> int | None:
+    """The pid of training process `index` (children of the launcher, which execs into the
+    supervisor), once it runs."""
+    for task in os.listdir(f"/proc/{self.popen.pid}/task"):
+      with open(f"/proc/{self.popen.pid}/task/{task}/children") as f:
+        for pid in f.read().split():
+          with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            if f"--process_id={index}".encode() in cmdline.read().split(b"\0"):
+              return int(pid)
+    return None
+
+  def wait(self, timeout: float) -> int:
+    try:
+      return self.popen.wait(timeout)
+    finally:
+      self._log.close()
+
+  def kill(self) -> None:
+    """Test clean-up: the launcher and its children, by pid."""
+    if self.popen.poll() is None:
+      for index in (0, 1):
+        pid = self.process_pid(index)
+        if pid:
+          os.kill(pid, signal.SIGKILL)
+      self.popen.kill()
+      self.popen.wait()
+    self._log.close()
+
+
+def _complete_steps(workdir: str) -> list[int]:
+  folder = os.path.join(workdir, "checkpoints")
+  return sorted(int(n) for n in os.listdir(folder) if n.isdigit()) if os.path.isdir(folder) else []
+
+
+def _lose_process(launcher: Launcher, index: int, after_step: int) -> tuple[int, float, str]:
+  """SIGKILLs training process `index` once a checkpoint after `after_step` is complete;
+  returns (its pid, seconds until the launcher exited, the launcher's output)."""
+  workdir = launcher.workdir
+  deadline = time.monotonic() + 600
+  while not [s for s in _complete_steps(workdir) if s > after_step]:
+    assert launcher.popen.poll() is None, launcher.output()[-3000:]
+    assert time.monotonic() < deadline, launcher.output()[-3000:]
+    time.sleep(0.1)
+  pid = launcher.process_pid(index)
+  os.kill(pid, signal.SIGKILL)
+  killed = time.monotonic()
+  assert launcher.wait(timeout=120) == 1, launcher.output()[-3000:]
+  return pid, time.monotonic() - killed, launcher.output()
+
+
+def _check_account(output: str, lost: int, pid: int, workdir: str, how_survivor_stopped: str
+                   ) -> str:
+  """The launcher's account of a lost process; returns the resume command it gives."""
+  survivor = 1 - lost
+  assert re.search(rf"^error: process {lost} of 2 \(pid {pid}\) was lost at [\d:]+: "
+                   r"killed by SIGKILL$", output, re.M), output[-3000:]
+  line = re.search(rf"^  process {survivor} \(pid \d+\): stopped by JAX's distributed service "
+                   rf"\d+ s later, {how_survivor_stopped}; its abort report: (\S+)$", output, re.M)
+  assert line, output[-3000:]
+  # The runtime's dump is in that file, not on the console.
+  assert "Terminating process because the JAX distributed service" in open(line.group(1)).read()
+  for dump_line in ("Fatal Python error", "Check failure stack trace", "coordination_service"):
+    assert dump_line not in output, output[-3000:]
+  step = _complete_steps(workdir)[-1]
+  assert (f"  last complete checkpoint: step {step} in {workdir}/checkpoints; the rerun resumes "
+          "there") in output, output[-3000:]
+  resume = re.search(r"^  resume with: (.+)$", output, re.M)
+  assert resume, output[-3000:]
+  return resume.group(1)
+
+
+def test_a_lost_process_is_reported_and_the_run_resumes_from_its_last_checkpoint(tmp_path):
+  """Process 1 and then process 0 (the coordinator) are SIGKILLed mid-training; each time the
+  launcher prints the account, and its resume command carries the run to the end."""
+  config = tiny_config("lsgan")
+  with config.unlocked():
+    config.num_train_steps = 20  # Ample: each loss comes within a few steps of a start.
+    config.checkpoint_every_steps = 2
+    config.log_every_steps = 1
+    config.eval_every_steps = config.sample_every_steps = 1000
+    config.max_checkpoints_to_keep = 100
+  config_path = launch_utils.write_config_file(str(tmp_path / "tiny.py"), config)
+  workdir = str(tmp_path / "run")
+  # Short timeouts: a failure the test does not expect ends the run in seconds, not minutes.
+  env = launch_utils.cpu_env(2, COLORJAX_HEARTBEAT_TIMEOUT=str(HEARTBEAT_TIMEOUT_S),
+                            COLORJAX_SHUTDOWN_TIMEOUT="30")
+  env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]  # Its python3.
+  command = f"CONFIG={config_path} {LAUNCHER} {workdir}"
+
+  # Process 1 lost: process 0 stops after the heartbeat timeout.
+  first = Launcher(command, env, str(tmp_path / "first.log"), workdir)
+  try:
+    pid, seconds, output = _lose_process(first, index=1, after_step=2)
+  finally:
+    first.kill()
+  print(f"process 1 lost: the launcher exited {seconds:.1f} s later")
+  assert seconds < HEARTBEAT_TIMEOUT_S + 60, seconds  # Bounded: nothing hangs.
+  resume = _check_account(output, 1, pid, workdir,
+                          f"once process 1 had sent no heartbeat for {HEARTBEAT_TIMEOUT_S} s "
+                          r"\(\$COLORJAX_HEARTBEAT_TIMEOUT\)")
+  assert resume == f"CONFIG={config_path} DEVICES_PER_PROCESS=2 {LAUNCHER} {workdir}", resume
+  lost_at = _complete_steps(workdir)[-1]
+
+  # The coordinator lost: process 1 stops as soon as its connection to the service drops.
+  second = Launcher(resume, env, str(tmp_path / "second.log"), workdir)
+  try:
+    pid, seconds, output = _lose_process(second, index=0, after_step=lost_at)
+  finally:
+    second.kill()
+  print(f"process 0 lost: the launcher exited {seconds:.1f} s later")
+  assert f"resuming at step {lost_at}" in output
+  assert seconds < HEARTBEAT_TIMEOUT_S + 60, seconds
+  resume = _check_account(output, 0, pid, workdir,
+                          "on losing its connection to process 0, which hosts the service")
+  lost_at = _complete_steps(workdir)[-1]
+
+  # The resume command finishes the run from the last complete checkpoint.
+  third = Launcher(resume, env, str(tmp_path / "third.log"), workdir)
+  try:
+    assert third.wait(timeout=600) == 0, third.output()[-3000:]
+  finally:
+    third.kill()
+  assert f"resuming at step {lost_at}" in third.output()
+  assert _complete_steps(workdir)[-1] == config.num_train_steps
+  got = launch_utils.read_scalars(workdir)
+  assert sorted(got["g_loss"]) == list(range(1, config.num_train_steps + 1))
+  assert all(np.isfinite(v) for v in got["g_loss"].values())
+
+
+_FAILING_PROCESS = r'''
+import sys
+
+from colorjax.core import distributed
+from jax.experimental import multihost_utils
+
+address, process_id = sys.argv[1], int(sys.argv[2].split("=")[1])
+distributed.initialize(address, 2, process_id)
+if process_id == 1:
+  raise RuntimeError("a bug in process 1")
+multihost_utils.sync_global_devices("process 1 never comes")  # Process 0 waits for it here.
+'''
+
+
+def test_a_process_that_fails_with_an_error_is_named_after_the_shutdown_timeout(tmp_path):
+  """Process 1 raises; process 0 waits in a collective. JAX holds process 1 at its exit for the
+  shutdown timeout, then stops both; the account names process 1 and its error."""
+  script = tmp_path / "failing.py"
+  script.write_text(_FAILING_PROCESS)
+  shutdown_timeout_s = 5
+  env = launch_utils.cpu_env(1, COLORJAX_SHUTDOWN_TIMEOUT=str(shutdown_timeout_s))
+  started = time.monotonic()
+  supervisor = subprocess.run(
+      [sys.executable, "-m", "colorjax.core.multiprocess", "--processes=2",
+       f"--workdir={tmp_path / 'run'}", "--resume=the same command", "--",
+       sys.executable, str(script), f"127.0.0.1:{launch_utils.free_port()}"],
+      cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+  seconds = time.monotonic() - started
+  output = supervisor.stderr
+  assert supervisor.returncode == 1, output[-3000:]
+  assert "RuntimeError: a bug in process 1" in output  # Its own error stays on the console.
+  assert re.search(r"^error: process 1 of 2 \(pid \d+\) was lost at [\d:]+: failed with an "
+                   r"error \(its traceback is above\)", output, re.M), output[-3000:]
+  assert re.search(r"^  process 0 \(pid \d+\): stopped by JAX's distributed service", output,
+                   re.M), output[-3000:]
+  assert f"  no complete checkpoint in {tmp_path / 'run'}" in output
+  assert "  resume with: the same command" in output
+  assert "Fatal Python error" not in output and "Check failure" not in output, output[-3000:]
+  print(f"process 1 raised; the supervisor exited {seconds:.1f} s after starting")
+  assert seconds > shutdown_timeout_s  # JAX held the failed process for the shutdown timeout.

@@ -7,6 +7,8 @@ import os
 from absl import logging
 import jax
 
+from colorjax.core import multiprocess
+
 
 def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
                process_id: int | None = None) -> None:
@@ -15,13 +17,16 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
   The arguments (main.py's --coordinator_address, --num_processes, --process_id) take
   precedence over JAX's own variables (JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES,
   JAX_PROCESS_ID); without either, SLURM's (SLURM_NTASKS > 1) are detected by JAX. A single
-  process runs as is.
+  process runs as is. $COLORJAX_HEARTBEAT_TIMEOUT sets how long a lost process goes unnoticed,
+  $COLORJAX_SHUTDOWN_TIMEOUT how long an ended one waits for the others
+  (colorjax.core.multiprocess).
   """
   address = coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS")
   if address:
     kwargs = {"coordinator_address": address,
               "num_processes": _int_setting(num_processes, "num_processes", "JAX_NUM_PROCESSES"),
-              "process_id": _int_setting(process_id, "process_id", "JAX_PROCESS_ID")}
+              "process_id": _int_setting(process_id, "process_id", "JAX_PROCESS_ID"),
+              **_timeouts()}
     # Cross-process collectives of the CPU backend (multi-process CPU runs, and host-side
     # arrays on GPU hosts). gloo is JAX's default today; name it so a changed default
     # cannot silently leave CPU runs without collectives.
@@ -31,10 +36,18 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     raise ValueError("--num_processes/--process_id need --coordinator_address (or "
                      "JAX_COORDINATOR_ADDRESS), e.g. --coordinator_address=10.0.0.1:1234")
   elif int(os.environ.get("SLURM_NTASKS", "1")) > 1:
-    jax.distributed.initialize()  # Reads the SLURM environment.
+    # The rest from the SLURM environment.
+    jax.distributed.initialize(**_timeouts())
   else:
     return
-  logging.info("distributed: process %d of %d", jax.process_index(), jax.process_count())
+  logging.info("distributed: process %d of %d, timeouts %s", jax.process_index(),
+               jax.process_count(), _timeouts())
+
+
+def _timeouts() -> dict[str, int]:
+  """JAX's failure detection, from $COLORJAX_HEARTBEAT_TIMEOUT / $COLORJAX_SHUTDOWN_TIMEOUT."""
+  return {"heartbeat_timeout_seconds": multiprocess.heartbeat_timeout_seconds(),
+          "shutdown_timeout_seconds": multiprocess.shutdown_timeout_seconds()}
 
 
 def _int_setting(value: int | None, flag: str, variable: str) -> int:
