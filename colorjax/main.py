@@ -183,7 +183,10 @@ def _run(args: cli.Args) -> int:
   console.quiet_libraries(verbose=args.verbosity is not None)
   # pylint: disable=g-import-not-at-top
   from colorjax.core import distributed
-  distributed.initialize(args.coordinator_address, args.num_processes, args.process_id)
+  try:
+    distributed.initialize(args.coordinator_address, args.num_processes, args.process_id)
+  except ValueError as e:  # A missing process count or id, a bad timeout variable.
+    return errors.report(e)
   import jax
   from colorjax import train
   from colorjax.core import checkpointing, workdir_lock

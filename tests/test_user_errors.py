@@ -167,3 +167,15 @@ def test_commands_keep_their_flags_apart_and_forget_earlier_calls():
   assert (first.inputs, first.overwrite, first.quality) == (["a.jpg", "b.jpg"], True, 50)
   second = colorize.parse_args(["--workdir=w", "-o=o", "a.jpg"])
   assert (second.inputs, second.overwrite, second.quality) == (["a.jpg"], False, 95)
+
+
+def test_a_bad_distributed_setting_is_one_line(tmp_path):
+  """Started by hand (no launcher to check it first): the runtime's settings fail as one line."""
+  env = dict(cpu_env(1), COLORJAX_HEARTBEAT_TIMEOUT="soon", JAX_COORDINATOR_ADDRESS="127.0.0.1:1",
+             JAX_NUM_PROCESSES="2", JAX_PROCESS_ID="0")
+  result = subprocess.run([sys.executable, "-m", "colorjax.main", CONFIG,
+                           f"--workdir={tmp_path / 'run'}"], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+  assert_one_line_error(result, "COLORJAX_HEARTBEAT_TIMEOUT='soon'", "whole seconds")
+  assert result.returncode == 2
+  assert not (tmp_path / "run").exists()
