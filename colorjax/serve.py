@@ -6,6 +6,9 @@ Standard library HTTP server, one page (colorjax/static/index.html) and a JSON-e
 
   * `POST /api/colorize` (body: the encoded image) -> `image/png`, the colorized image at the
     upload's full resolution (RGBA uploads keep their alpha);
+    With a model trained with hints (configs/hints.py; Zhang et al. 2017), an `X-Hints` header
+    `[{"x": 12, "y": 40, "rgb": [200, 30, 30]}, ...]` (the upload's pixel coordinates, 8-bit
+    sRGB) asks for those colours at those points; the page places them with clicks;
   * `POST /api/grayscale` (same body) -> `image/png`, the L channel the model sees;
   * `GET /api/stats` -> JSON counters (served, refused as busy, active, waiting);
   * errors -> status 400 (not an image, corrupt, ...), 408 (the body stopped arriving for
@@ -49,6 +52,7 @@ from colorjax.data import images
 
 PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static", "index.html")
 _CHUNK = 1 << 20
+MAX_HINTS = 1000
 HINTS_HELP = ("Click the colorized photo to say which colour a point should have, then pick "
               "the colour; drag a hint to move it. The result follows within a second or two.")
 # 16 MP (a 4900x3300 photo): its full-resolution Lab working set is about 0.7 GB.
@@ -257,7 +261,7 @@ class App:
     self.lock = threading.Lock()
     # Models trained with user hints (config.model.hints; Zhang et al. 2017) get the page's
     # hint tools.
-    self.takes_hints = bool(colorizer.config.model.get("hints", False))
+    self.takes_hints = bool(getattr(colorizer, "takes_hints", False))
     with open(PAGE, encoding="utf-8") as f:
       self.page = (f.read()
                    .replace("{max_upload_mb}", f"{max_upload_bytes / 2 ** 20:g}")
@@ -270,13 +274,37 @@ class App:
     except images.ImageError as e:
       raise RequestError(413 if e.reason == "too large" else 400, e.detail) from e
 
-  def colorize(self, body: bytes) -> bytes:
-    decoded = self.decode(body)
-    with self.lock:
-      result = self.colorizer(images.to_model_input(decoded))
-    return images.encode_png(result)
+  def parse_hints(self, header: str | None) -> list[tuple[int, int, tuple[int, int, int]]]:
+    """The X-Hints header, `[{"x": 12, "y": 40, "rgb": [200, 30, 30]}, ...]` in the upload's
+    pixels, as the Colorizer's hints; a malformed one is a 400 naming the problem."""
+    if not header:
+      return []
+    if not self.takes_hints:
+      raise RequestError(400, "this model was trained without hints: train one with "
+                              "configs/hints.py to use them")
+    try:
+      entries = json.loads(header)
+      if not isinstance(entries, list) or len(entries) > MAX_HINTS:
+        raise ValueError(f"a JSON list of at most {MAX_HINTS} hints")
+      return [(int(e["x"]), int(e["y"]), tuple(int(c) for c in e["rgb"])) for e in entries]
+    except (ValueError, TypeError, KeyError) as e:
+      raise RequestError(400, f'bad X-Hints header (expected [{{"x": X, "y": Y, "rgb": [R, G, '
+                              f'B]}}, ...] in the photo\'s pixels): {e}') from None
 
-  def grayscale(self, body: bytes) -> bytes:
+  def colorize(self, body: bytes, hints_header: str | None = None) -> bytes:
+    hints = self.parse_hints(hints_header)
+    decoded = self.decode(body)
+    try:
+      with self.lock:
+        result = (self.colorizer(images.to_model_input(decoded), hints=hints) if hints else
+                  self.colorizer(images.to_model_input(decoded)))
+    except ValueError as e:  # A hint outside the photo, a colour out of range.
+      raise RequestError(400, f"bad hint: {e}") from None
+    # Fast PNG compression: the page asks again at every change of its hints.
+    return images.encode_png(result, compress_level=1 if hints else 6)
+
+  def grayscale(self, body: bytes, hints_header: str | None = None) -> bytes:
+    del hints_header  # The gray input does not depend on the hints.
     return grayscale_png(self.decode(body))
 
 
@@ -418,7 +446,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
           return
         started = time.perf_counter()
         try:
-          result = routes[self.path](body)
+          result = routes[self.path](body, self.headers.get("X-Hints"))
         finally:
           del body  # The upload is not needed while the answer is sent.
           admission.deactivate(time.perf_counter() - started)
