@@ -51,9 +51,13 @@ DEFAULT_MIN_SIDE = 16
 GRAY_TOLERANCE = 12
 GRAY_MAX_FRACTION = 0.01
 
-# The grayscale test looks at a strided subsample of at most this many pixels
-# per side, so it costs the same for a 24 MP photo as for a thumbnail.
-_GRAY_CHECK_SIDE = 512
+# The grayscale test looks at a strided subsample of about this many pixels per
+# side (at most twice as many), so it costs the same few microseconds for a 24 MP
+# photo as for a thumbnail, and reads 1/25 to 1/64 of a decoded ImageNet-sized
+# photo. A stride of 512 px per side (the rule until 2026-12) made the check cost
+# more than the JPEG decode; on 10,000 CIFAR-10 photos upscaled to ImageNet's size
+# the two strides decide the same (benchmarks/README.md, input pipeline).
+GRAY_SAMPLE_SIDE = 64
 
 _GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 _SIXTEEN_BIT_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
@@ -192,10 +196,11 @@ def _split_alpha(img: Image.Image) -> tuple[Image.Image, np.ndarray | None]:
   return img, None
 
 
-def channels_nearly_equal(rgb: np.ndarray) -> bool:
-  """Whether an RGB uint8 image is grayscale up to GRAY_TOLERANCE noise."""
-  step = max(1, max(rgb.shape[0], rgb.shape[1]) // _GRAY_CHECK_SIDE)
-  sample = rgb[::step, ::step].astype(np.int16)
+def channels_nearly_equal(rgb: np.ndarray, sample_side: int = GRAY_SAMPLE_SIDE) -> bool:
+  """Whether an RGB (or BGR) uint8 image is grayscale up to GRAY_TOLERANCE noise, judged on
+  a strided sample of about `sample_side` pixels a side (a view: no pass over the image)."""
+  step = max(1, max(rgb.shape[0], rgb.shape[1]) // sample_side)
+  sample = rgb[step // 2::step, step // 2::step].astype(np.int16)
   spread = sample.max(axis=-1) - sample.min(axis=-1)
   return float(np.mean(spread > GRAY_TOLERANCE)) < GRAY_MAX_FRACTION
 
@@ -249,6 +254,84 @@ def read_image(
   # A palette image with a gray palette is gray too: decide on the pixels.
   is_grayscale = mode in _GRAY_MODES or channels_nearly_equal(rgb)
   return DecodedImage(rgb=rgb, rgb16=rgb16, alpha=alpha, mode=mode, is_grayscale=is_grayscale)
+
+
+@dataclasses.dataclass(frozen=True)
+class JpegHeader:
+  """What a colour JPEG's header says, read before any decoding.
+
+  Attributes:
+    width, height: the upright size (after EXIF orientation).
+    orientation: the EXIF orientation tag, 1-8 (1: stored upright).
+  """
+  width: int
+  height: int
+  orientation: int
+
+
+# The EXIF orientations as numpy views of the stored (H, W, C) array: what
+# `ImageOps.exif_transpose` does, without copying the image.
+_UPRIGHT_VIEWS = {
+    1: lambda a: a,
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: a[::-1].transpose(1, 0, 2),
+    7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
+    8: lambda a: a[:, ::-1].transpose(1, 0, 2),
+}
+
+
+def read_jpeg_header(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                     min_side: int = DEFAULT_MIN_SIDE) -> JpegHeader | None:
+  """The header of a complete colour JPEG that `decode_jpeg_reduced` reads; None for anything
+  else (other formats, gray or CMYK JPEGs, a file without its end marker), which `read_image`
+  handles with its full checks.
+
+  Raises:
+    ImageError: as `read_image` does for files that are too large, too small or unreadable.
+  """
+  # OpenCV decodes a truncated JPEG silently (gray bottom rows); PIL refuses it. A complete
+  # file ends with EOI; anything else (truncated, or trailing bytes) goes to PIL.
+  if not data.startswith(b"\xff\xd8") or not data.endswith(b"\xff\xd9"):
+    return None
+  img = _open(data, max_pixels)
+  if img.format != "JPEG" or img.mode != "RGB":
+    return None
+  orientation = 1
+  if "exif" in img.info:
+    try:
+      orientation = int(img.getexif().get(0x0112, 1))
+    except Exception:  # Malformed EXIF: read_image keeps such pixels unrotated too.
+      orientation = 1
+    orientation = orientation if orientation in _UPRIGHT_VIEWS else 1
+  width, height = img.size
+  if orientation >= 5:
+    width, height = height, width
+  if min(width, height) < min_side:
+    raise ImageError("too small", f"too small: {width}x{height} (min_side={min_side})")
+  return JpegHeader(width=width, height=height, orientation=orientation)
+
+
+def decode_jpeg_reduced(data: bytes, header: JpegHeader, reduction: int) -> np.ndarray:
+  """A colour JPEG decoded at 1/`reduction` (1, 2, 4 or 8) of its size, as an upright uint8
+  RGB view (not necessarily contiguous).
+
+  libjpeg's DCT scaling computes the smaller image directly from the frequency coefficients
+  (several times faster than a full decode, and a proper low-pass, not a subsample); OpenCV's
+  `imdecode` exposes it for every scale and decodes with libjpeg-turbo's default accurate
+  integer IDCT and smooth chroma upsampling, the settings PIL uses.
+  """
+  import cv2  # pylint: disable=g-import-not-at-top  (imported on first use: a heavy module)
+  # The REDUCED flags carry IMREAD_COLOR (BGR); RGB output replaces that bit.
+  scaled = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+            8: cv2.IMREAD_REDUCED_COLOR_8}[reduction]
+  flags = (scaled & ~cv2.IMREAD_COLOR) | cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION
+  decoded = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+  if decoded is None or decoded.ndim != 3:
+    raise ImageError("truncated or corrupt", "truncated or corrupt: JPEG data not decodable")
+  return _UPRIGHT_VIEWS[header.orientation](decoded)
 
 
 def composite_on_white(rgb: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
