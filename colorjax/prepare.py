@@ -4,7 +4,8 @@ r"""Prepares what training reads: a folder of photos as a TFDS dataset, or the F
 
 reads every image under --src (nested folders, jpg/png/webp/bmp/tiff/gif), drops what cannot
 teach colour (unreadable files, grayscale photos, tiny images), shrinks the rest so the longer
-side is at most --max_side, and writes `train` and `validation` splits (by a stable hash of each
+side is at most --max_side (and the shorter at most --short_side: 288 suits training at 256 px,
+fewer pixels to decode per step), and writes `train` and `validation` splits (by a stable hash of each
 path, as the folder data source splits) as an ArrayRecord TFDS dataset, read with
 --config.data.name=my_photos --config.data.data_dir=~/tfds. Photos in one first-level subfolder
 per class also get a "label". Work is resumable: decoding runs in chunks (a pool of --workers
@@ -43,6 +44,10 @@ flags.DEFINE_string("name", None, "dataset name, snake_case (needed for a datase
 flags.DEFINE_string("data_dir", None, "TFDS data dir to write into (needed for a dataset)",
                     flag_values=_FLAGS)
 flags.DEFINE_integer("max_side", 512, "longer side of stored images", flag_values=_FLAGS)
+flags.DEFINE_integer("short_side", 0,
+                     "shorter side of stored images, 0 = no limit; for training at N px, "
+                     "ceil(1.125 * N) (e.g. 288 for 256) stores what the crops read and no more",
+                     flag_values=_FLAGS)
 flags.DEFINE_float("validation_percent", 5.0,
                    "share of photos held out for eval, by a hash of each path (subfolders "
                    "become class labels; to keep a folder's own train/ and test/ split, train "
@@ -98,6 +103,7 @@ def _prepare(args: cli.Args) -> int:
   from colorjax.data import prepare  # pylint: disable=g-import-not-at-top
   try:
     prepare.prepare(args.src, args.name, args.data_dir, max_side=args.max_side,
+                    short_side=args.short_side,
                     validation_percent=args.validation_percent, min_side=args.min_side,
                     workers=args.workers, chunk_size=args.chunk_size, keep_work=args.keep_work,
                     progress=not args.no_progress)

@@ -2,7 +2,9 @@
 
 `prepare(src, name, data_dir)` reads every image under `src` (nested folders, jpg/png/webp/bmp/
 tiff/gif), decodes it with `images.read_image`, drops what cannot teach colour (unreadable files,
-grayscale photos, tiny images), shrinks the rest so the longer side is at most `max_side`, and
+grayscale photos, tiny images), shrinks the rest so the longer side is at most `max_side` (and,
+with `short_side`, the shorter side at most `short_side`: the size suited to the training
+resolution, see `suggested_short_side`), and
 writes `train` and `validation` splits (assigned by `splits.hash_split`, the same function the
 folder data source uses). The result is read with
 
@@ -31,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import multiprocessing
 import os
 import pathlib
@@ -69,6 +72,22 @@ class Options:
   max_side: int = 512
   min_side: int = images.DEFAULT_MIN_SIDE
   max_pixels: int = images.DEFAULT_MAX_PIXELS
+  short_side: int = 0  # 0: no limit on the shorter side.
+
+  def key(self) -> dict[str, int]:
+    """The options as chunk and source keys hold them: without `short_side` when it is off,
+    so that datasets prepared before it existed stay up to date."""
+    fields = dataclasses.asdict(self)
+    if not self.short_side:
+      del fields["short_side"]
+    return fields
+
+
+def suggested_short_side(image_size: int) -> int:
+  """The stored shorter side for training at `image_size` px: 1.125x, so that the full-image
+  crops (area fraction 1, the largest of the random resized crops) keep the training
+  resolution with a little margin, as the 1.14x of ImageNet's "resize 256, crop 224"."""
+  return math.ceil(image_size * 1.125)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,11 +131,14 @@ def _suggest_name(name: str) -> str:
 
 
 def check_arguments(name: str, max_side: int, min_side: int, validation_percent: float,
-                    workers: int, chunk_size: int) -> None:
+                    workers: int, chunk_size: int, short_side: int = 0) -> None:
   """Raises ValueError naming the first argument of `prepare` that cannot work."""
   check_name(name)
   if not 1 <= min_side <= max_side:
     raise ValueError(f"need 1 <= min_side <= max_side, got {min_side=}, {max_side=}")
+  if short_side and not min_side <= short_side <= max_side:
+    raise ValueError(f"need min_side <= short_side <= max_side (or short_side=0, no limit), got "
+                     f"{short_side=}, {min_side=}, {max_side=}")
   if not 0 <= validation_percent <= 100:
     raise ValueError(f"validation_percent must be in [0, 100], got {validation_percent}")
   if workers < 1 or chunk_size < 1:
@@ -126,13 +148,15 @@ def check_arguments(name: str, max_side: int, min_side: int, validation_percent:
 # ------------------------------------------------------------------------------------------
 # One image, one chunk
 # ------------------------------------------------------------------------------------------
-def resize_to_max_side(rgb: np.ndarray, max_side: int) -> np.ndarray:
-  """Shrinks (never enlarges) so that the longer side is at most `max_side`."""
+def resize_to_max_side(rgb: np.ndarray, max_side: int, short_side: int = 0) -> np.ndarray:
+  """Shrinks (never enlarges) so that the longer side is at most `max_side` and, when
+  `short_side` is set, the shorter side at most `short_side`."""
   height, width = rgb.shape[:2]
-  longest = max(height, width)
-  if longest <= max_side:
+  scale = max_side / max(height, width)
+  if short_side:
+    scale = min(scale, short_side / min(height, width))
+  if scale >= 1:
     return rgb
-  scale = max_side / longest
   size = (max(1, round(width * scale)), max(1, round(height * scale)))
   # LANCZOS avoids aliasing when shrinking; reducing_gap first box-reduces
   # very large photos, which is much faster and visually identical.
@@ -156,7 +180,7 @@ def process_file(path: pathlib.Path, options: Options) -> tuple[bytes | None, st
     # Gray photos would teach the model that gray is a right answer.
     return None, "grayscale", f"grayscale (mode {decoded.mode})"
   rgb = images.composite_on_white(decoded.rgb, decoded.alpha)
-  rgb = resize_to_max_side(rgb, options.max_side)
+  rgb = resize_to_max_side(rgb, options.max_side, options.short_side)
   if min(rgb.shape[:2]) < options.min_side:
     # Extreme panoramas: fine on disk, a sliver after shrinking.
     return None, "too small", (
@@ -168,7 +192,7 @@ def process_file(path: pathlib.Path, options: Options) -> tuple[bytes | None, st
 
 def _chunk_key(entries: Sequence[FileEntry], options: Options) -> str:
   payload = json.dumps(
-      {"format": _CHUNK_FORMAT, "options": dataclasses.asdict(options),
+      {"format": _CHUNK_FORMAT, "options": options.key(),
        "files": list(entries)}, sort_keys=True)
   return hashlib.sha1(payload.encode("utf-8")).hexdigest()
 
@@ -401,6 +425,7 @@ def prepare(
     data_dir: str | os.PathLike,
     *,
     max_side: int = 512,
+    short_side: int = 0,
     validation_percent: float = 5.0,
     min_side: int = images.DEFAULT_MIN_SIDE,
     workers: int = 2,
@@ -415,6 +440,8 @@ def prepare(
     name: TFDS dataset name (snake_case).
     data_dir: TFDS data dir; the dataset lands in <data_dir>/<name>/1.0.0.
     max_side: longer side of the stored images (smaller images are kept as is).
+    short_side: when set, also the shorter side's limit: `suggested_short_side(image_size)`
+      stores what training at `image_size` px reads, and no more pixels to decode.
     validation_percent: share of files (by `splits.hash_split`) in validation.
     min_side: images with a shorter side below this are skipped.
     workers: decoding processes; 1 decodes in this process.
@@ -426,10 +453,11 @@ def prepare(
     The summary (also printed and saved as <dataset dir>/prepare_summary.json).
   """
   start = time.perf_counter()
-  check_arguments(name, max_side, min_side, validation_percent, workers, chunk_size)
+  check_arguments(name, max_side, min_side, validation_percent, workers, chunk_size,
+                  short_side)
   root = pathlib.Path(src).expanduser().resolve()
   data_dir = pathlib.Path(data_dir).expanduser().resolve()
-  options = Options(max_side=max_side, min_side=min_side)
+  options = Options(max_side=max_side, min_side=min_side, short_side=short_side)
 
   entries = list_files(root)
   classes = images.folder_classes([rel for rel, _, _ in entries])
@@ -466,7 +494,7 @@ def prepare(
       "src": os.fspath(root),
       "data_dir": os.fspath(data_dir),
       "dataset_dir": os.fspath(dataset_dir),
-      "options": {**dataclasses.asdict(options), "validation_percent": validation_percent,
+      "options": {**options.key(), "validation_percent": validation_percent,
                   "workers": workers, "chunk_size": chunk_size},
       "source_key": key,
       "found": len(entries),
