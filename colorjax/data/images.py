@@ -55,8 +55,10 @@ GRAY_MAX_FRACTION = 0.01
 # side (at most twice as many), so it costs the same few microseconds for a 24 MP
 # photo as for a thumbnail, and reads 1/25 to 1/64 of a decoded ImageNet-sized
 # photo. A stride of 512 px per side (the rule until 2026-12) made the check cost
-# more than the JPEG decode; on 10,000 CIFAR-10 photos upscaled to ImageNet's size
-# the two strides decide the same (benchmarks/README.md, input pipeline).
+# more than the JPEG decode. On the first 2000 CIFAR-10 test photos upscaled to
+# 384 px (JPEG 90) the two disagree on 3 (2 colour photos called gray, 1 gray called
+# colour; 95 gray by either); at CIFAR's own 32 px they agree on all
+# (benchmarks/README.md, input pipeline).
 GRAY_SAMPLE_SIDE = 64
 
 _GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
