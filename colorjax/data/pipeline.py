@@ -55,9 +55,9 @@ def sample_crop(height: int, width: int, rng: np.random.Generator,
   2015): area fraction in [min_scale, 1], aspect ratio in [3/4, 4/3], log-uniform."""
   for _ in range(10):
     area = height * width * rng.uniform(min_scale, 1.0)
-    aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
-    crop_w = int(round(np.sqrt(area * aspect)))
-    crop_h = int(round(np.sqrt(area / aspect)))
+    aspect = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))  # math: floats, no arrays.
+    crop_w = round(math.sqrt(area * aspect))
+    crop_h = round(math.sqrt(area / aspect))
     if 0 < crop_w <= width and 0 < crop_h <= height:
       break
   else:  # Extreme aspect ratios: fall back to the largest centred square.
