@@ -409,6 +409,14 @@ def encode_png(image: np.ndarray, compress_level: int = 6) -> bytes:
   return buffer.getvalue()
 
 
+def encode_jpeg(image: np.ndarray, quality: int = 95) -> bytes:
+  """JPEG bytes of a uint8 RGB array with 4:4:4 chroma (no subsampling: the a/b colour the
+  model learns keeps its full resolution, which 4:2:0 would halve)."""
+  buffer = io.BytesIO()
+  Image.fromarray(image).save(buffer, format="JPEG", quality=quality, subsampling=0)
+  return buffer.getvalue()
+
+
 def save_image(image: np.ndarray, path: str, fmt: str = "png", quality: int = 95) -> None:
   """Writes uint8/uint16 RGB(A) as "png" or "jpeg" atomically (tmp file + rename); 16-bit is
   written as 8-bit, and JPEG, which has no alpha, gets RGBA flattened on white."""
