@@ -17,15 +17,21 @@ shared machine hits all of them alike; every rate is images per CPU-second of th
   2. workers: `pipeline.create_train_dataset` on the folders with 0/1/2 grain worker processes
      (--workers), one read thread each, wall images/s after the first batch.
   3. prepared: the same folder as read directly and as prepared by `colorjax.prepare` at
-     --prepared_side (ArrayRecord), through `create_train_dataset`, 0 workers, one thread;
-     plus --num_cifar CIFAR-10 train JPEGs (--cifar_dir, skipped when absent) both ways.
+     --prepared_side (ArrayRecord) in each of --prepared_formats (FORMAT[:QUALITY]: JPEG 95 and
+     90 with 4:4:4 chroma, PNG), through
+     `create_train_dataset`, 0 workers, one thread; plus --num_cifar CIFAR-10 train JPEGs
+     (--cifar_dir, skipped when absent); with the stored size per image and, for JPEG, the
+     PSNR of the stored image against the resized photo.
+  decoders: full-frame decodes alone, one thread: PIL, OpenCV's imdecode, simplejpeg (the
+     decoder the colorjax path uses), to show what the choice of decoder is worth.
   4. gpu: the cores per GPU a 256 px pix2pix run needs: the H100's images/s at --mfu of its
      dense bf16 peak for --gflop_per_image train GFLOP, over the colorjax per-core rate.
 With --gray_check N: also how the grayscale test on a ~64 px sample decides on N CIFAR-10 test
 photos upscaled to 384 px (JPEG 90) against the full-resolution rule it replaced.
 
 Usage (about 8 minutes on 2 shared cores):
-  python benchmarks/input_pipeline.py [--sections per_core workers prepared gpu] [--rounds 3]
+  python benchmarks/input_pipeline.py [--sections decoders per_core workers prepared gpu]
+      [--rounds 3]
       [--size 256] [--workers 0 1 2] [--gray_check 10000]
 """
 
@@ -62,7 +68,8 @@ H100_BF16_TFLOPS = 989.0
 
 def _parse_args() -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--sections", nargs="+", default=["per_core", "workers", "prepared", "gpu"])
+  parser.add_argument("--sections", nargs="+",
+                      default=["decoders", "per_core", "workers", "prepared", "gpu"])
   parser.add_argument("--sets", nargs="+", default=["imagenet", "large"])
   parser.add_argument("--size", type=int, default=256)
   parser.add_argument("--rounds", type=int, default=3)
@@ -75,6 +82,8 @@ def _parse_args() -> argparse.Namespace:
                                                           "colorjax_bench_jpegs"))
   parser.add_argument("--prepared_side", type=int, default=288,
                       help="shorter side of the prepared images (prepare --short_side)")
+  parser.add_argument("--prepared_formats", nargs="+", default=["jpeg:95", "jpeg:90", "png"],
+                      help="prepare --image_format[:--jpeg_quality] of each prepared dataset")
   parser.add_argument("--cifar_dir", default=DEFAULT_CIFAR)
   parser.add_argument("--num_cifar", type=int, default=2000)
   parser.add_argument("--mfu", type=float, default=0.4)
@@ -194,6 +203,30 @@ def tf_path(paths: list[str], size: int) -> Callable[[], int] | None:
   return run
 
 
+def decoders_section(sets: dict[str, list[str]], args: argparse.Namespace) -> list[dict[str, Any]]:
+  import cv2  # pylint: disable=g-import-not-at-top
+  import simplejpeg  # pylint: disable=g-import-not-at-top
+
+  def over(datas: list[bytes], decode: Callable[[bytes], Any]) -> Callable[[], int]:
+    return lambda: sum(decode(d) is not None for d in datas)
+
+  cv2_flags = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION
+  rows = []
+  for name, paths in sets.items():
+    datas = [open(p, "rb").read() for p in paths]  # pylint: disable=consider-using-with
+    runs = {"pil": over(datas, lambda d: np.asarray(Image.open(io.BytesIO(d)).convert("RGB"))),
+            "opencv": over(datas, lambda d: cv2.imdecode(np.frombuffer(d, np.uint8), cv2_flags)),
+            "simplejpeg": over(datas, simplejpeg.decode_jpeg)}
+    rates = {label: [] for label in runs}
+    for run in runs.values():
+      run()
+    for _ in range(args.rounds):
+      for label, run in runs.items():
+        rates[label].append(_timed(run))
+    rows.append({"set": name, "rates": rates})
+  return rows
+
+
 def _timed(run: Callable[[], int]) -> tuple[float, float]:
   """(images per CPU-second, images per wall second) of one call."""
   cpu, wall = time.process_time(), time.perf_counter()
@@ -275,6 +308,25 @@ def _cifar_subset(args: argparse.Namespace, folder: str) -> str | None:
   return folder
 
 
+def _stored(dataset: str, data_dir: str, folder: str, side: int) -> dict[str, float]:
+  """Bytes per stored image and, for JPEG records, the median PSNR against the photo resized
+  as `prepare` resizes it."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from colorjax.data import prepare  # pylint: disable=g-import-not-at-top
+  source = tfds.data_source(dataset, split="train", data_dir=data_dir,
+                            decoders={"image": tfds.decode.SkipDecoding()})
+  records = [source[i] for i in range(min(len(source), 200))]
+  psnrs = []
+  for record in records:
+    if record["image"].startswith(b"\xff\xd8"):
+      path = os.path.join(folder, record["path"].decode())
+      expected = prepare.resize_to_max_side(images.read_image(path).rgb, 4 * side, side)
+      error = images.read_image(record["image"]).rgb.astype(np.float64) - expected
+      psnrs.append(10 * np.log10(255 ** 2 / max(np.mean(error ** 2), 1e-10)))
+  return {"kb": np.mean([len(r["image"]) for r in records]) / 1000,
+          "psnr": _median(psnrs) if psnrs else float("nan")}
+
+
 def prepared_section(sets: dict[str, list[str]], args: argparse.Namespace) -> list[dict[str, Any]]:
   from colorjax.data import prepare  # pylint: disable=g-import-not-at-top
   work = tempfile.mkdtemp(prefix="colorjax_bench_prepared_")
@@ -287,10 +339,15 @@ def prepared_section(sets: dict[str, list[str]], args: argparse.Namespace) -> li
   try:
     for name, (folder, size, side) in folders.items():
       data_dir = os.path.join(work, "tfds")
-      prepare.prepare(folder, f"bench_{name}", data_dir, short_side=side, max_side=4 * side,
-                      validation_percent=0.0, workers=2, progress=False)
-      configs = {"folder": _train_config(folder, size, 0, args.batch_size),
-                 "prepared": _train_config(f"bench_{name}", size, 0, args.batch_size, data_dir)}
+      configs, stored = {"folder": _train_config(folder, size, 0, args.batch_size)}, {}
+      for fmt in args.prepared_formats:
+        image_format, _, quality = fmt.partition(":")
+        dataset = f"bench_{name}_{image_format}{quality}"
+        prepare.prepare(folder, dataset, data_dir, short_side=side, max_side=4 * side,
+                        image_format=image_format, jpeg_quality=int(quality or 95),
+                        validation_percent=0.0, workers=2, progress=False)
+        configs[fmt] = _train_config(dataset, size, 0, args.batch_size, data_dir)
+        stored[fmt] = _stored(dataset, data_dir, folder, side)
       batches = max(args.batches, len(sets.get(name, [])) // args.batch_size)
       rates = {label: [] for label in configs}
       for round_index in range(args.rounds):
@@ -298,7 +355,7 @@ def prepared_section(sets: dict[str, list[str]], args: argparse.Namespace) -> li
           rates[label].append(pipeline_rate(config, batches))
         print(f"prepared {name} {size}px round {round_index + 1}: " + ", ".join(
             f"{label} {r[-1][0]:.0f}/cpu-s" for label, r in rates.items()), flush=True)
-      rows.append({"set": name, "size": size, "side": side, "rates": rates})
+      rows.append({"set": name, "size": size, "side": side, "rates": rates, "stored": stored})
   finally:
     shutil.rmtree(work, ignore_errors=True)
   return rows
@@ -342,8 +399,19 @@ def _median(values: list[float]) -> float:
   return statistics.median(values)
 
 
-def print_tables(per_core_rows, worker_rows, prepared_rows, args) -> float | None:
+def print_tables(decoder_rows, per_core_rows, worker_rows, prepared_rows,
+                 args) -> float | None:
   colorjax_rate = None
+  if decoder_rows:
+    labels = list(decoder_rows[0]["rates"])
+    print(f"\n0. Full-frame JPEG decode alone, one thread, images per CPU-second (median of "
+          f"{args.rounds}):")
+    print("| JPEGs | " + " | ".join(labels) + " | simplejpeg / opencv |")
+    print("|---|" + "---:|" * (len(labels) + 1))
+    for row in decoder_rows:
+      medians = {label: _median([r[0] for r in row["rates"][label]]) for label in labels}
+      print(f"| {row['set']} | " + " | ".join(f"{medians[label]:.0f}" for label in labels) +
+            f" | {medians['simplejpeg'] / medians['opencv']:.2f}x |")
   if per_core_rows:
     labels = list(per_core_rows[0]["rates"])
     print(f"\n1. Per core, {args.size} px random resized crops, images per CPU-second "
@@ -370,14 +438,19 @@ def print_tables(per_core_rows, worker_rows, prepared_rows, args) -> float | Non
           f"{_median(row['rates'][w]):.0f}" for w in args.workers) + " |")
   if prepared_rows:
     print(f"\n3. Folder vs prepared records, create_train_dataset, 0 workers, one thread, "
-          f"images per CPU-second, median of {args.rounds}:")
-    print("| source | crop px | stored shorter side | folder | prepared | prepared / folder |")
-    print("|---|---:|---:|---:|---:|---:|")
+          f"images per CPU-second, median of {args.rounds} (prepared / folder per round):")
+    print("| source | crop px | stored shorter side | format | KB per image | PSNR dB | "
+          "folder | prepared | prepared / folder |")
+    print("|---|---:|---:|---|---:|---:|---:|---:|---:|")
     for row in prepared_rows:
-      folder = _median([r[0] for r in row["rates"]["folder"]])
-      prepared = _median([r[0] for r in row["rates"]["prepared"]])
-      print(f"| {row['set']} | {row['size']} | {row['side']} | {folder:.0f} | {prepared:.0f} | "
-            f"{prepared / folder:.2f}x |")
+      folder = [r[0] for r in row["rates"]["folder"]]
+      for fmt in args.prepared_formats:
+        prepared = [r[0] for r in row["rates"][fmt]]
+        ratios = " / ".join(f"{p / f:.2f}x" for p, f in zip(prepared, folder))
+        stored = row["stored"][fmt]
+        print(f"| {row['set']} | {row['size']} | {row['side']} | {fmt} | {stored['kb']:.1f} | "
+              f"{stored['psnr']:.1f} | {_median(folder):.0f} | {_median(prepared):.0f} | "
+              f"{ratios} |")
   return colorjax_rate
 
 
@@ -393,6 +466,7 @@ def main() -> None:
   args = _parse_args()
   started, load_before = time.perf_counter(), os.getloadavg()
   sets = image_sets(args)
+  decoder_rows = decoders_section(sets, args) if "decoders" in args.sections else []
   per_core_rows = per_core(sets, args) if "per_core" in args.sections else []
   worker_rows = workers_section(sets, args) if "workers" in args.sections else []
   prepared_rows = prepared_section(sets, args) if "prepared" in args.sections else []
@@ -406,7 +480,7 @@ def main() -> None:
         f"average (1/5/15 min) {'/'.join(f'{x:.1f}' for x in load_before)} at start, "
         f"{'/'.join(f'{x:.1f}' for x in os.getloadavg())} at end; "
         f"{time.perf_counter() - started:.0f}s")
-  rate = print_tables(per_core_rows, worker_rows, prepared_rows, args)
+  rate = print_tables(decoder_rows, per_core_rows, worker_rows, prepared_rows, args)
   if "gpu" in args.sections and rate:
     print_gpu_estimate(rate, args)
 

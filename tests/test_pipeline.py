@@ -59,10 +59,11 @@ def photo_root(tmp_path_factory) -> pathlib.Path:
 
 @pytest.fixture(scope="module")
 def prepared(photo_root, tmp_path_factory) -> tuple[pathlib.Path, dict]:
-  """The TFDS dataset `test_photos` of `photo_root`, stored unresized (max_side > every crop)."""
+  """The TFDS dataset `test_photos` of `photo_root`, stored unresized (max_side > every crop)
+  and lossless (PNG), so that its batches equal the folder's pixel for pixel."""
   pytest.importorskip("tensorflow", reason="prepare writes TFDS datasets with TF (tf extra)")
   data_dir = tmp_path_factory.mktemp("tfds")
-  summary = prepare.prepare(photo_root, "test_photos", data_dir, max_side=512,
+  summary = prepare.prepare(photo_root, "test_photos", data_dir, max_side=512, image_format="png",
                             validation_percent=VALIDATION_PERCENT, workers=1, progress=False)
   assert summary["written"]["train"] > 0 and summary["written"]["validation"] > 0
   return data_dir, summary
@@ -450,7 +451,7 @@ def test_jpeg_fast_path_applies_exif_orientation(orientation):
 
 
 def test_odd_jpegs_take_the_general_reader(tmp_path):
-  """A truncated JPEG (OpenCV would decode it with gray rows), a gray one and a CMYK one have
+  """A truncated JPEG (no end marker: PIL refuses it), a gray one and a CMYK one have
   no fast-path header; the train transform skips the first two and crops the third."""
   buffer = io.BytesIO()
   Image.fromarray(data.chelsea()).save(buffer, "JPEG", quality=90)
