@@ -17,8 +17,8 @@ shared machine hits all of them alike; every rate is images per CPU-second of th
   2. workers: `pipeline.create_train_dataset` on the folders with 0/1/2 grain worker processes
      (--workers), one read thread each, wall images/s after the first batch.
   3. prepared: the same folder as read directly and as prepared by `colorjax.prepare` at
-     --prepared_side (ArrayRecord) in each of --prepared_formats (FORMAT[:QUALITY]: JPEG 95 and
-     90 with 4:4:4 chroma, PNG), through
+     --prepared_side (ArrayRecord) in each of --prepared_formats (FORMAT[:QUALITY[:CHROMA]]:
+     JPEG 95 and 90 with 4:4:4 chroma, 95 with 4:2:0, PNG), through
      `create_train_dataset`, 0 workers, one thread; plus --num_cifar CIFAR-10 train JPEGs
      (--cifar_dir, skipped when absent); with the stored size per image and, for JPEG, the
      PSNR of the stored image against the resized photo.
@@ -82,8 +82,10 @@ def _parse_args() -> argparse.Namespace:
                                                           "colorjax_bench_jpegs"))
   parser.add_argument("--prepared_side", type=int, default=288,
                       help="shorter side of the prepared images (prepare --short_side)")
-  parser.add_argument("--prepared_formats", nargs="+", default=["jpeg:95", "jpeg:90", "png"],
-                      help="prepare --image_format[:--jpeg_quality] of each prepared dataset")
+  parser.add_argument("--prepared_formats", nargs="+",
+                      default=["jpeg:95:444", "jpeg:90:444", "jpeg:95:420", "png"],
+                      help="FORMAT[:QUALITY[:CHROMA]]: prepare's --image_format, --jpeg_quality "
+                      "and --jpeg_chroma of each prepared dataset")
   parser.add_argument("--cifar_dir", default=DEFAULT_CIFAR)
   parser.add_argument("--num_cifar", type=int, default=2000)
   parser.add_argument("--mfu", type=float, default=0.4)
@@ -341,11 +343,11 @@ def prepared_section(sets: dict[str, list[str]], args: argparse.Namespace) -> li
       data_dir = os.path.join(work, "tfds")
       configs, stored = {"folder": _train_config(folder, size, 0, args.batch_size)}, {}
       for fmt in args.prepared_formats:
-        image_format, _, quality = fmt.partition(":")
-        dataset = f"bench_{name}_{image_format}{quality}"
+        image_format, quality, chroma = (fmt.split(":") + ["95", "444"])[:3]
+        dataset = f"bench_{name}_{image_format}{quality}_{chroma}"
         prepare.prepare(folder, dataset, data_dir, short_side=side, max_side=4 * side,
-                        image_format=image_format, jpeg_quality=int(quality or 95),
-                        validation_percent=0.0, workers=2, progress=False)
+                        image_format=image_format, jpeg_quality=int(quality),
+                        jpeg_chroma=chroma, validation_percent=0.0, workers=2, progress=False)
         configs[fmt] = _train_config(dataset, size, 0, args.batch_size, data_dir)
         stored[fmt] = _stored(dataset, data_dir, folder, side)
       batches = max(args.batches, len(sets.get(name, [])) // args.batch_size)

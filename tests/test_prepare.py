@@ -264,6 +264,13 @@ def test_short_side_and_jpeg_records(photo_folder, tmp_path):
   assert summary["options"]["short_side"] == 96 and summary["options"]["image_format"] == "jpeg"
   stored = read_split("short_photos", tmp_path, "train", decode=False)
   assert len(stored) == 4
+  # The camera-style 4:2:0 option: chroma at half resolution, smaller files.
+  prepare.prepare(root / "home", "short_photos_420", tmp_path, max_side=512, short_side=96,
+                  jpeg_chroma="420", validation_percent=0, workers=1, progress=False)
+  stored_420 = read_split("short_photos_420", tmp_path, "train", decode=False)
+  for rel, encoded in stored_420.items():
+    assert Image.open(io.BytesIO(encoded)).layer[0][1:3] == (2, 2)  # Luma 2x2: chroma halved.
+    assert len(encoded) < len(stored[rel])
   transform = pipeline.TrainTransform(64, 0.35, flip=True)
   for rel, encoded in stored.items():
     decoded = images.read_image(root / "home" / rel)
@@ -307,6 +314,8 @@ def test_bad_arguments(photo_folder, tmp_path):
     prepare.prepare(root, "2023", tmp_path, progress=False)
   with pytest.raises(ValueError, match="image_format"):
     prepare.prepare(root, "my_photos", tmp_path, image_format="webp", progress=False)
+  with pytest.raises(ValueError, match="jpeg_chroma"):
+    prepare.prepare(root, "my_photos", tmp_path, jpeg_chroma="422", progress=False)
   with pytest.raises(ValueError, match="jpeg_quality"):
     prepare.prepare(root, "my_photos", tmp_path, jpeg_quality=0, progress=False)
   with pytest.raises(ValueError, match="no image files"):

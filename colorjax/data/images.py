@@ -409,11 +409,13 @@ def encode_png(image: np.ndarray, compress_level: int = 6) -> bytes:
   return buffer.getvalue()
 
 
-def encode_jpeg(image: np.ndarray, quality: int = 95) -> bytes:
-  """JPEG bytes of a uint8 RGB array with 4:4:4 chroma (no subsampling: the a/b colour the
-  model learns keeps its full resolution, which 4:2:0 would halve)."""
+def encode_jpeg(image: np.ndarray, quality: int = 95, chroma: str = "444") -> bytes:
+  """JPEG bytes of a uint8 RGB array; `chroma` "444" (no subsampling: the a/b colour the model
+  learns keeps its full resolution) or "420" (chroma at half resolution each way, as cameras
+  store it: smaller and faster to decode)."""
   buffer = io.BytesIO()
-  Image.fromarray(image).save(buffer, format="JPEG", quality=quality, subsampling=0)
+  subsampling = {"444": 0, "420": 2}[chroma]
+  Image.fromarray(image).save(buffer, format="JPEG", quality=quality, subsampling=subsampling)
   return buffer.getvalue()
 
 
