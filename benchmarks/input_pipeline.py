@@ -450,9 +450,9 @@ def print_tables(decoder_rows, per_core_rows, worker_rows, prepared_rows,
         prepared = [r[0] for r in row["rates"][fmt]]
         ratios = " / ".join(f"{p / f:.2f}x" for p, f in zip(prepared, folder))
         stored = row["stored"][fmt]
+        psnr = "lossless" if fmt.startswith("png") else f"{stored['psnr']:.1f}"
         print(f"| {row['set']} | {row['size']} | {row['side']} | {fmt} | {stored['kb']:.1f} | "
-              f"{stored['psnr']:.1f} | {_median(folder):.0f} | {_median(prepared):.0f} | "
-              f"{ratios} |")
+              f"{psnr} | {_median(folder):.0f} | {_median(prepared):.0f} | {ratios} |")
   return colorjax_rate
 
 
