@@ -53,8 +53,8 @@ pipeline() {
   # The grain pipeline on this host's CPU cores at 256 px: 512-1024 px JPEGs decoded, cropped,
   # flipped, batched; compare with the step's images/s above (input must keep up with it).
   workers="0 4 8 $(( $(nproc) - 1 ))"
-  python benchmarks/input_pipeline.py --sources folder_large --sizes 256 \
-    --workers $workers --batch_size 64 --batches 8 --min_seconds 5 --step_batches 10
+  python benchmarks/input_pipeline.py --sections per_core workers gpu --size 256 \
+    --workers $workers --batch_size 64 --batches 8
 }
 
 colorize() {

@@ -172,14 +172,19 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> step
   report_progress = summaries.ReportProgress(num_train_steps=config.num_train_steps,
                                                     writer=writer, every_secs=30)
   history, window_start, window_time = [], first_step, time.perf_counter()
+  input_wait = 0.0  # Seconds of the logging window spent waiting for batches.
   step = first_step
   with _StopRequest(jax.process_count() > 1) as stop, _saves_finished(manager, abstract_state), \
        summaries.closing(writer), \
        console.TrainProgress(first_step, config.num_train_steps, config.batch_size,
                              enabled=jax.process_index() == 0) as progress:
     while step < config.num_train_steps:
+      fetch_start = time.perf_counter()
       batch = pipeline.to_global_batch(next(train_iter), batch_sharding)
+      input_wait += time.perf_counter() - fetch_start
       state, metrics = train_step(state, batch)
+      if history:  # One step in flight, no more: the wait above is then input the step lacked,
+        jax.block_until_ready(history[-1])  # not the host running ahead of the device.
       step += 1
       history.append(metrics)
       report_progress(step, time.time())
@@ -189,12 +194,14 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> step
         summary = summarize_metrics(history, window_start)
         elapsed = time.perf_counter() - window_time
         summary["images_per_sec"] = len(history) * config.batch_size / elapsed
+        summary["input_wait_share"] = min(1.0, input_wait / elapsed)
         summary["g_learning_rate"] = float(g_schedule(step - 1))
         if parts.discriminator is not None:
           summary["d_learning_rate"] = float(d_schedule(step - 1))
         writer.write_scalars(step, summary)
         progress.losses(summary)
         history, window_start, window_time = [], step, time.perf_counter()
+        input_wait = 0.0
 
       stop_now = stop.should_stop(manager, step)
       if step % config.checkpoint_every_steps == 0 or step == config.num_train_steps or stop_now:

@@ -46,6 +46,7 @@ class TrainProgress:
     self._stream = stream or sys.stderr
     self._bar = None
     self._losses: dict[str, float] = {}
+    self._input_wait: float | None = None  # Share of the loop's time spent waiting for input.
     self._started = time.perf_counter()
     self._rate_start: tuple[int, float] | None = None  # (step, time) after compilation.
     self._last_line = 0.0
@@ -87,6 +88,8 @@ class TrainProgress:
     """The means of the latest logging window (what TensorBoard gets too)."""
     shown = [k for k in LOSS_KEYS if k in summary] or [k for k in summary if "loss" in k][:2]
     self._losses = {k: float(summary[k]) for k in shown}
+    if "input_wait_share" in summary:
+      self._input_wait = float(summary["input_wait_share"])
 
   def note(self, text: str) -> None:
     """A line that does not break the bar (evals, a stop request)."""
@@ -107,14 +110,20 @@ class TrainProgress:
 
   def _postfix(self) -> str:
     _, images_per_sec = self._rates(self._step, time.perf_counter())
-    return ", ".join([f"{images_per_sec:.1f} img/s"] +
+    return ", ".join([f"{images_per_sec:.1f} img/s"] + self._input_wait_text() +
                      [f"{k}={v:.3g}" for k, v in self._losses.items()])
 
+  def _input_wait_text(self) -> list[str]:
+    """'input wait 62%': above a few percent, input, not the step, limits images/s."""
+    return [] if self._input_wait is None else [f"input wait {self._input_wait:.0%}"]
+
   def line(self, step: int, now: float) -> str:
-    """'step 120/600 (20%) | 2.10 steps/s, 16.8 images/s | g_loss=3.21 | ETA 3m48s'."""
+    """'step 120/600 (20%) | 2.10 steps/s, 16.8 images/s, input wait 3% | g_loss=3.21 |
+    ETA 3m48s'."""
     steps_per_sec, images_per_sec = self._rates(step, now)
     parts = [f"step {step}/{self._total} ({100 * step // max(self._total, 1)}%)",
-             f"{steps_per_sec:.2f} steps/s, {images_per_sec:.1f} images/s"]
+             ", ".join([f"{steps_per_sec:.2f} steps/s, {images_per_sec:.1f} images/s"] +
+                       self._input_wait_text())]
     if self._losses:
       parts.append(" ".join(f"{k}={v:.4g}" for k, v in self._losses.items()))
     if steps_per_sec > 0 and step < self._total:

@@ -26,6 +26,7 @@ import warnings
 from typing import Sequence, Union
 
 import numpy as np
+import simplejpeg
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from colorjax.core import files
@@ -51,9 +52,15 @@ DEFAULT_MIN_SIDE = 16
 GRAY_TOLERANCE = 12
 GRAY_MAX_FRACTION = 0.01
 
-# The grayscale test looks at a strided subsample of at most this many pixels
-# per side, so it costs the same for a 24 MP photo as for a thumbnail.
-_GRAY_CHECK_SIDE = 512
+# The grayscale test looks at a strided subsample of about this many pixels per
+# side (at most twice as many), so it costs the same few microseconds for a 24 MP
+# photo as for a thumbnail, and reads 1/25 to 1/64 of a decoded ImageNet-sized
+# photo. A stride of 512 px per side (the rule until 2026-12) made the check cost
+# more than the JPEG decode. On the first 2000 CIFAR-10 test photos upscaled to
+# 384 px (JPEG 90) the two disagree on 3 (2 colour photos called gray, 1 gray called
+# colour; 95 gray by either); at CIFAR's own 32 px they agree on all
+# (benchmarks/README.md, input pipeline).
+GRAY_SAMPLE_SIDE = 64
 
 _GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 _SIXTEEN_BIT_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
@@ -192,12 +199,16 @@ def _split_alpha(img: Image.Image) -> tuple[Image.Image, np.ndarray | None]:
   return img, None
 
 
-def channels_nearly_equal(rgb: np.ndarray) -> bool:
-  """Whether an RGB uint8 image is grayscale up to GRAY_TOLERANCE noise."""
-  step = max(1, max(rgb.shape[0], rgb.shape[1]) // _GRAY_CHECK_SIDE)
-  sample = rgb[::step, ::step].astype(np.int16)
-  spread = sample.max(axis=-1) - sample.min(axis=-1)
-  return float(np.mean(spread > GRAY_TOLERANCE)) < GRAY_MAX_FRACTION
+def channels_nearly_equal(rgb: np.ndarray, sample_side: int = GRAY_SAMPLE_SIDE) -> bool:
+  """Whether an RGB (or BGR) uint8 image is grayscale up to GRAY_TOLERANCE noise, judged on
+  a strided sample of about `sample_side` pixels a side (a view: no pass over the image)."""
+  step = max(1, max(rgb.shape[0], rgb.shape[1]) // sample_side)
+  sample = rgb[step // 2::step, step // 2::step]
+  # max - min of uint8 planes cannot wrap; numpy's reductions over a length-3 last axis
+  # cost several times more than these elementwise ops.
+  c0, c1, c2 = sample[..., 0], sample[..., 1], sample[..., 2]
+  spread = np.maximum(np.maximum(c0, c1), c2) - np.minimum(np.minimum(c0, c1), c2)
+  return np.count_nonzero(spread > GRAY_TOLERANCE) < GRAY_MAX_FRACTION * spread.size
 
 
 def read_image(
@@ -251,6 +262,112 @@ def read_image(
   return DecodedImage(rgb=rgb, rgb16=rgb16, alpha=alpha, mode=mode, is_grayscale=is_grayscale)
 
 
+@dataclasses.dataclass(frozen=True)
+class JpegHeader:
+  """What a colour JPEG's header says, read before any decoding.
+
+  Attributes:
+    width, height: the upright size (after EXIF orientation).
+    orientation: the EXIF orientation tag, 1-8 (1: stored upright).
+  """
+  width: int
+  height: int
+  orientation: int
+
+
+# The EXIF orientations as numpy views of the stored (H, W, C) array: what
+# `ImageOps.exif_transpose` does, without copying the image.
+_UPRIGHT_VIEWS = {
+    1: lambda a: a,
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: a[::-1].transpose(1, 0, 2),
+    7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
+    8: lambda a: a[:, ::-1].transpose(1, 0, 2),
+}
+
+
+def read_jpeg_header(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                     min_side: int = DEFAULT_MIN_SIDE) -> JpegHeader | None:
+  """The header of a complete colour (YCbCr) JPEG that `decode_jpeg_reduced` reads; None for
+  anything else (other formats, gray or CMYK JPEGs, a file without its end marker), which
+  `read_image` handles with its full checks.
+
+  Raises:
+    ImageError: as `read_image` does for files that are too large or too small.
+  """
+  # A complete file ends with EOI; anything else (truncated, or trailing bytes) goes to PIL,
+  # which refuses truncated files.
+  if not data.startswith(b"\xff\xd8") or not data.endswith(b"\xff\xd9"):
+    return None
+  try:  # libjpeg-turbo's header parse: about a microsecond, PIL's open about 30.
+    height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+  except ValueError:
+    return None
+  if colorspace != "YCbCr":
+    return None
+  if width * height > max_pixels:
+    raise ImageError(
+        "too large", f"too large: {width}x{height} exceeds max_pixels={max_pixels}")
+  orientation = _exif_orientation(data, max_pixels)
+  if orientation >= 5:
+    width, height = height, width
+  if min(width, height) < min_side:
+    raise ImageError("too small", f"too small: {width}x{height} (min_side={min_side})")
+  return JpegHeader(width=width, height=height, orientation=orientation)
+
+
+def _exif_orientation(data: bytes, max_pixels: int) -> int:
+  """The EXIF orientation (1-8) of a JPEG; 1 without EXIF (checked without PIL), or for a
+  malformed or unknown tag, whose pixels `read_image` keeps unrotated too."""
+  if not _has_exif_segment(data):
+    return 1
+  try:
+    orientation = int(_open(data, max_pixels).getexif().get(0x0112, 1))
+  except Exception:  # Malformed EXIF.
+    return 1
+  return orientation if orientation in _UPRIGHT_VIEWS else 1
+
+
+def _has_exif_segment(data: bytes) -> bool:
+  """Whether the APPn/COM segments after SOI hold an APP1 Exif one: a few byte reads, where
+  PIL's open and `getexif` cost tens of microseconds."""
+  pos = 2
+  while pos + 10 <= len(data) and data[pos] == 0xFF:
+    marker = data[pos + 1]
+    if not (0xE0 <= marker <= 0xEF or marker == 0xFE):  # The first non-APP segment.
+      return False
+    if marker == 0xE1 and data[pos + 4:pos + 10] == b"Exif\x00\x00":
+      return True
+    pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+  return False
+
+
+def decode_jpeg_reduced(data: bytes, header: JpegHeader, reduction: int) -> np.ndarray:
+  """A colour JPEG decoded at 1/`reduction` (1, 2, 4 or 8) of its size, as an upright uint8
+  RGB view (not necessarily contiguous).
+
+  libjpeg's DCT scaling computes the smaller image directly from the frequency coefficients
+  (several times faster than a full decode, and a proper low-pass, not a subsample).
+  simplejpeg's libjpeg-turbo decodes with the accurate integer IDCT and smooth chroma
+  upsampling, PIL's settings (the same pixels as PIL's `draft` decode), about 10% faster than
+  OpenCV's `imdecode` (benchmarks/README.md, input pipeline), and raises on a truncated file.
+  """
+  stored_h, stored_w = ((header.width, header.height) if header.orientation >= 5
+                        else (header.height, header.width))
+  try:
+    # min_factor keeps libjpeg-turbo to the 1/k scales: its M/8 ones (3/8, 5/8, ...) use
+    # plain C IDCTs, slower than the full-size SIMD decode (measured).
+    decoded = simplejpeg.decode_jpeg(
+        data, colorspace="RGB", min_height=math.ceil(stored_h / reduction),
+        min_width=math.ceil(stored_w / reduction), min_factor=reduction, strict=True)
+  except ValueError as e:
+    raise ImageError("truncated or corrupt", f"truncated or corrupt: {e}") from e
+  return _UPRIGHT_VIEWS[header.orientation](decoded)
+
+
 def composite_on_white(rgb: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
   """Flattens straight alpha onto a white background (uint8 in and out).
 
@@ -289,6 +406,16 @@ def encode_png(image: np.ndarray, compress_level: int = 6) -> bytes:
   """
   buffer = io.BytesIO()
   Image.fromarray(to_8bit(image)).save(buffer, format="PNG", compress_level=compress_level)
+  return buffer.getvalue()
+
+
+def encode_jpeg(image: np.ndarray, quality: int = 95, chroma: str = "444") -> bytes:
+  """JPEG bytes of a uint8 RGB array; `chroma` "444" (no subsampling: the a/b colour the model
+  learns keeps its full resolution) or "420" (chroma at half resolution each way, as cameras
+  store it: smaller and faster to decode)."""
+  buffer = io.BytesIO()
+  subsampling = {"444": 0, "420": 2}[chroma]
+  Image.fromarray(image).save(buffer, format="JPEG", quality=quality, subsampling=subsampling)
   return buffer.getvalue()
 
 

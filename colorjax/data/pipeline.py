@@ -34,7 +34,7 @@ def _to_rgb(record: dict[str, Any], min_decode_side: int) -> np.ndarray | None:
     try:
       decoded = images.read_image(image, min_decode_side=min_decode_side)
     except images.ImageError as e:
-      logging.warning("skipping %s: %s", image, e)
+      logging.warning("skipping %s: %s", _name(image), e)
       return None
     if decoded.is_grayscale:  # A gray photo teaches the model gray; skip it, as prepare does.
       return None
@@ -45,26 +45,84 @@ def _to_rgb(record: dict[str, Any], min_decode_side: int) -> np.ndarray | None:
   return image[..., :3].astype(np.uint8)
 
 
-def random_resized_crop(rgb: np.ndarray, size: int, rng: np.random.Generator,
-                        min_scale: float, flip: bool) -> np.ndarray:
-  """Inception-style crop: area fraction in [min_scale, 1], aspect ratio in [3/4, 4/3]."""
-  height, width = rgb.shape[:2]
+def _name(image: str | bytes) -> str:
+  return image if isinstance(image, str) else f"a record of {len(image)} bytes"
+
+
+def sample_crop(height: int, width: int, rng: np.random.Generator,
+                min_scale: float) -> tuple[int, int, int, int]:
+  """(top, left, crop height, crop width) of an Inception-style random crop (Szegedy et al.
+  2015): area fraction in [min_scale, 1], aspect ratio in [3/4, 4/3], log-uniform."""
   for _ in range(10):
     area = height * width * rng.uniform(min_scale, 1.0)
-    aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
-    crop_w = int(round(np.sqrt(area * aspect)))
-    crop_h = int(round(np.sqrt(area / aspect)))
+    aspect = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))  # math: floats, no arrays.
+    crop_w = round(math.sqrt(area * aspect))
+    crop_h = round(math.sqrt(area / aspect))
     if 0 < crop_w <= width and 0 < crop_h <= height:
       break
   else:  # Extreme aspect ratios: fall back to the largest centred square.
     crop_h = crop_w = min(height, width)
-  top = rng.integers(0, height - crop_h + 1)
-  left = rng.integers(0, width - crop_w + 1)
-  crop = Image.fromarray(rgb[top:top + crop_h, left:left + crop_w])
-  out = np.asarray(crop.resize((size, size), Image.BILINEAR, reducing_gap=None))
+  top = int(rng.integers(0, height - crop_h + 1))
+  left = int(rng.integers(0, width - crop_w + 1))
+  return top, left, crop_h, crop_w
+
+
+def resize_square(rgb: np.ndarray, size: int) -> np.ndarray:
+  """`rgb` (any strides) resized to size x size: bilinear down to 2x shrinking (what the JPEG
+  path's DCT scaling leaves), area averaging beyond, where bilinear would alias."""
+  import cv2  # pylint: disable=g-import-not-at-top  (imported on first use: a heavy module)
+  if rgb.strides[-1] != 1 or rgb.strides[-2] != rgb.shape[-1]:
+    rgb = np.ascontiguousarray(rgb)  # Rotated EXIF views: OpenCV needs packed pixels.
+  shrink = min(rgb.shape[0], rgb.shape[1]) / size
+  interpolation = cv2.INTER_AREA if shrink > 2 else cv2.INTER_LINEAR
+  return cv2.resize(rgb, (size, size), interpolation=interpolation)
+
+
+def _maybe_flip(out: np.ndarray, rng: np.random.Generator, flip: bool) -> np.ndarray:
+  """A horizontal flip with probability 1/2 (OpenCV's: numpy's copy of a reversed view of
+  3-byte pixels costs more than the resize)."""
   if flip and rng.random() < 0.5:
-    out = out[:, ::-1]
+    import cv2  # pylint: disable=g-import-not-at-top
+    return cv2.flip(out, 1)
   return np.ascontiguousarray(out)
+
+
+def random_resized_crop(rgb: np.ndarray, size: int, rng: np.random.Generator,
+                        min_scale: float, flip: bool) -> np.ndarray:
+  """Inception-style crop (`sample_crop`) of a decoded image, resized to size x size."""
+  top, left, crop_h, crop_w = sample_crop(rgb.shape[0], rgb.shape[1], rng, min_scale)
+  out = resize_square(rgb[top:top + crop_h, left:left + crop_w], size)
+  return _maybe_flip(out, rng, flip)
+
+
+def jpeg_reduction(crop_side: int, size: int) -> int:
+  """The largest libjpeg DCT scale 1/k (k in 1, 2, 4, 8) that keeps a crop's shorter side
+  `crop_side` at least `size` pixels: the resolution the output needs and no more."""
+  for reduction in (8, 4, 2):
+    if crop_side >= size * reduction:
+      return reduction
+  return 1
+
+
+def random_resized_crop_jpeg(data: bytes, header: images.JpegHeader, size: int,
+                             rng: np.random.Generator, min_scale: float,
+                             flip: bool) -> np.ndarray | None:
+  """`random_resized_crop` of a colour JPEG, or None for a grayscale photo.
+
+  The crop is drawn from the header's size before decoding, so that libjpeg decodes at the
+  smallest DCT scale the crop allows (`jpeg_reduction`); the grayscale test reads a strided
+  sample of the decoded image and nothing else reads pixels outside the crop.
+  """
+  top, left, crop_h, crop_w = sample_crop(header.height, header.width, rng, min_scale)
+  view = images.decode_jpeg_reduced(data, header, jpeg_reduction(min(crop_h, crop_w), size))
+  if images.channels_nearly_equal(view):  # A gray photo teaches the model gray; skip it.
+    return None
+  scale_y, scale_x = view.shape[0] / header.height, view.shape[1] / header.width
+  top_r, left_r = round(top * scale_y), round(left * scale_x)
+  bottom_r = max(top_r + 1, round((top + crop_h) * scale_y))
+  right_r = max(left_r + 1, round((left + crop_w) * scale_x))
+  out = resize_square(view[top_r:bottom_r, left_r:right_r], size)
+  return _maybe_flip(out, rng, flip)
 
 
 def center_crop(rgb: np.ndarray, size: int) -> np.ndarray:
@@ -77,6 +135,17 @@ def center_crop(rgb: np.ndarray, size: int) -> np.ndarray:
   return np.ascontiguousarray(resized[top:top + size, left:left + size])
 
 
+def _read_bytes(image: str | bytes) -> bytes | None:
+  if isinstance(image, bytes):
+    return image
+  try:
+    with open(image, "rb") as f:
+      return f.read()
+  except OSError as e:
+    logging.warning("skipping %s: unreadable: %s", image, e.strerror or e)
+    return None
+
+
 class TrainTransform(grain.transforms.RandomMap):
   """Decode, random resized crop and flip; None for records that cannot be used."""
 
@@ -86,14 +155,34 @@ class TrainTransform(grain.transforms.RandomMap):
 
   def random_map(self, record: dict[str, Any],
                  rng: np.random.Generator) -> dict[str, Any] | None:
-    # The smallest crop (area min_scale, aspect 4/3) should still hold `size` pixels a side.
-    rgb = _to_rgb(record, math.ceil(self.size / math.sqrt(self.min_scale * 0.75)))
-    if rgb is None:
+    image = self._crop(record["image"], rng)
+    if image is None:
       return None
-    example = {"image": random_resized_crop(rgb, self.size, rng, self.min_scale, self.flip)}
+    example = {"image": image}
     if self.with_label:
       example["label"] = np.int32(record["label"])
     return example
+
+  def _crop(self, image: Any, rng: np.random.Generator) -> np.ndarray | None:
+    if isinstance(image, (str, bytes)):
+      data = _read_bytes(image)
+      if data is None:
+        return None
+      try:
+        header = images.read_jpeg_header(data)
+        if header is not None:  # The common case: a complete colour JPEG.
+          return random_resized_crop_jpeg(data, header, self.size, rng, self.min_scale,
+                                          self.flip)
+      except images.ImageError as e:
+        logging.warning("skipping %s: %s", _name(image), e)
+        return None
+      image = data
+    # Other formats and odd JPEGs (CMYK, gray, truncated): the general reader. The smallest
+    # crop (area min_scale, aspect 4/3) should still hold `size` pixels a side.
+    rgb = _to_rgb({"image": image}, math.ceil(self.size / math.sqrt(self.min_scale * 0.75)))
+    if rgb is None:
+      return None
+    return random_resized_crop(rgb, self.size, rng, self.min_scale, self.flip)
 
 
 class EvalTransform(grain.transforms.Map):

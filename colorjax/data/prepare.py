@@ -2,7 +2,9 @@
 
 `prepare(src, name, data_dir)` reads every image under `src` (nested folders, jpg/png/webp/bmp/
 tiff/gif), decodes it with `images.read_image`, drops what cannot teach colour (unreadable files,
-grayscale photos, tiny images), shrinks the rest so the longer side is at most `max_side`, and
+grayscale photos, tiny images), shrinks the rest so the longer side is at most `max_side` (and,
+with `short_side`, the shorter side at most `short_side`: the size suited to the training
+resolution, see `suggested_short_side`), and
 writes `train` and `validation` splits (assigned by `splits.hash_split`, the same function the
 folder data source uses). The result is read with
 
@@ -12,9 +14,13 @@ whose records are {"image": uint8 (H, W, 3), "path": bytes (relative path)}, plu
 ClassLabel named after the subfolders) when every photo sits in a first-level subfolder, one per
 class, as the folder data source reads them.
 
-Images are stored PNG-encoded: lossless, so the stored pixels are exactly the resized RGB. JPEG
-would be 3-5x smaller but its 4:2:0 chroma subsampling halves the resolution of exactly the a/b
-signal the model learns to predict, and adds block artifacts to the targets.
+Images are stored as JPEG (`image_format="jpeg"`, the default) at `jpeg_quality` 95 with 4:4:4
+chroma: no chroma subsampling, so the a/b signal the model learns to predict keeps its full
+resolution (4:2:0 would halve it), and training decodes them through the same crop-before-decode
+path as JPEG folders (libjpeg's DCT scaling). ImageNet-sized photos stored at short_side 288
+are 57 KB each, 43.6 dB PSNR from the resized photo (median; 41.9 at worst); `image_format=
+"png"` stores the resized pixels exactly, 3.3x larger (188 KB) and slower to read
+(benchmarks/README.md, input pipeline). Datasets of either format read alike.
 
 The steps, each a function here: `list_files` (what is in `src`), `plan_chunks` (which chunks of
 files are already decoded), `decode_chunks` (the rest, in a pool of `workers` processes),
@@ -31,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import multiprocessing
 import os
 import pathlib
@@ -69,6 +76,32 @@ class Options:
   max_side: int = 512
   min_side: int = images.DEFAULT_MIN_SIDE
   max_pixels: int = images.DEFAULT_MAX_PIXELS
+  short_side: int = 0  # 0: no limit on the shorter side.
+  image_format: str = "jpeg"  # IMAGE_FORMATS.
+  jpeg_quality: int = 95
+  jpeg_chroma: str = "444"  # JPEG_CHROMA.
+
+  def key(self) -> dict[str, int | str]:
+    """The options as chunk and source keys hold them: without `short_side` when it is off and
+    without the format for PNG, so that datasets prepared before these options existed (PNG,
+    no shorter side limit) stay up to date when prepared again with those values."""
+    fields = dataclasses.asdict(self)
+    if not self.short_side:
+      del fields["short_side"]
+    if self.image_format == "png":
+      del fields["image_format"], fields["jpeg_quality"], fields["jpeg_chroma"]
+    return fields
+
+
+IMAGE_FORMATS = ("jpeg", "png")
+JPEG_CHROMA = ("444", "420")
+
+
+def suggested_short_side(image_size: int) -> int:
+  """The stored shorter side for training at `image_size` px: 1.125x, so that the full-image
+  crops (area fraction 1, the largest of the random resized crops) keep the training
+  resolution with a little margin, as the 1.14x of ImageNet's "resize 256, crop 224"."""
+  return math.ceil(image_size * 1.125)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,11 +145,23 @@ def _suggest_name(name: str) -> str:
 
 
 def check_arguments(name: str, max_side: int, min_side: int, validation_percent: float,
-                    workers: int, chunk_size: int) -> None:
+                    workers: int, chunk_size: int, short_side: int = 0,
+                    image_format: str = "jpeg", jpeg_quality: int = 95,
+                    jpeg_chroma: str = "444") -> None:
   """Raises ValueError naming the first argument of `prepare` that cannot work."""
   check_name(name)
+  if image_format not in IMAGE_FORMATS:
+    raise ValueError(f"image_format must be one of {', '.join(IMAGE_FORMATS)}, got "
+                     f"{image_format!r}")
+  if jpeg_chroma not in JPEG_CHROMA:
+    raise ValueError(f"jpeg_chroma must be one of {', '.join(JPEG_CHROMA)}, got {jpeg_chroma!r}")
+  if not 1 <= jpeg_quality <= 100:
+    raise ValueError(f"jpeg_quality must be in [1, 100], got {jpeg_quality}")
   if not 1 <= min_side <= max_side:
     raise ValueError(f"need 1 <= min_side <= max_side, got {min_side=}, {max_side=}")
+  if short_side and not min_side <= short_side <= max_side:
+    raise ValueError(f"need min_side <= short_side <= max_side (or short_side=0, no limit), got "
+                     f"{short_side=}, {min_side=}, {max_side=}")
   if not 0 <= validation_percent <= 100:
     raise ValueError(f"validation_percent must be in [0, 100], got {validation_percent}")
   if workers < 1 or chunk_size < 1:
@@ -126,13 +171,15 @@ def check_arguments(name: str, max_side: int, min_side: int, validation_percent:
 # ------------------------------------------------------------------------------------------
 # One image, one chunk
 # ------------------------------------------------------------------------------------------
-def resize_to_max_side(rgb: np.ndarray, max_side: int) -> np.ndarray:
-  """Shrinks (never enlarges) so that the longer side is at most `max_side`."""
+def resize_to_max_side(rgb: np.ndarray, max_side: int, short_side: int = 0) -> np.ndarray:
+  """Shrinks (never enlarges) so that the longer side is at most `max_side` and, when
+  `short_side` is set, the shorter side at most `short_side`."""
   height, width = rgb.shape[:2]
-  longest = max(height, width)
-  if longest <= max_side:
+  scale = max_side / max(height, width)
+  if short_side:
+    scale = min(scale, short_side / min(height, width))
+  if scale >= 1:
     return rgb
-  scale = max_side / longest
   size = (max(1, round(width * scale)), max(1, round(height * scale)))
   # LANCZOS avoids aliasing when shrinking; reducing_gap first box-reduces
   # very large photos, which is much faster and visually identical.
@@ -144,7 +191,7 @@ def process_file(path: pathlib.Path, options: Options) -> tuple[bytes | None, st
   """Decodes, filters and resizes one file.
 
   Returns:
-    (png_bytes, "", "") for a usable image, else (None, reason, detail) with
+    (encoded bytes, "", "") for a usable image, else (None, reason, detail) with
     reason one of ImageError's reasons, "grayscale" or "too small".
   """
   try:
@@ -156,19 +203,21 @@ def process_file(path: pathlib.Path, options: Options) -> tuple[bytes | None, st
     # Gray photos would teach the model that gray is a right answer.
     return None, "grayscale", f"grayscale (mode {decoded.mode})"
   rgb = images.composite_on_white(decoded.rgb, decoded.alpha)
-  rgb = resize_to_max_side(rgb, options.max_side)
+  rgb = resize_to_max_side(rgb, options.max_side, options.short_side)
   if min(rgb.shape[:2]) < options.min_side:
     # Extreme panoramas: fine on disk, a sliver after shrinking.
     return None, "too small", (
         f"too small: {rgb.shape[1]}x{rgb.shape[0]} after resizing "
         f"(min_side={options.min_side})")
+  if options.image_format == "jpeg":
+    return images.encode_jpeg(rgb, options.jpeg_quality, options.jpeg_chroma), "", ""
   # compress_level 3 is ~3x faster than the default 6 for ~5% larger files.
   return images.encode_png(rgb, compress_level=3), "", ""
 
 
 def _chunk_key(entries: Sequence[FileEntry], options: Options) -> str:
   payload = json.dumps(
-      {"format": _CHUNK_FORMAT, "options": dataclasses.asdict(options),
+      {"format": _CHUNK_FORMAT, "options": options.key(),
        "files": list(entries)}, sort_keys=True)
   return hashlib.sha1(payload.encode("utf-8")).hexdigest()
 
@@ -178,11 +227,11 @@ def _process_chunk(task: tuple[str, str, list[str], Options]) -> int:
   chunk_path, root, relpaths, options = task
   records, skipped = [], []
   for rel in relpaths:
-    png, reason, detail = process_file(pathlib.Path(root) / rel, options)
-    if png is None:
+    encoded, reason, detail = process_file(pathlib.Path(root) / rel, options)
+    if encoded is None:
       skipped.append((rel, reason, detail))
     else:
-      records.append((rel, png))
+      records.append((rel, encoded))
   payload = pickle.dumps({"records": records, "skipped": skipped},
                          protocol=pickle.HIGHEST_PROTOCOL)
   try:
@@ -280,11 +329,11 @@ def _split_examples(
 ) -> Iterator[tuple[str, dict[str, Any]]]:
   with tqdm(total=total, desc=f"writing {split}", unit="img", disable=not progress) as bar:
     for chunk_path in chunk_paths:
-      for rel, png in _load_chunk(chunk_path)["records"]:
+      for rel, encoded in _load_chunk(chunk_path)["records"]:
         if splits.hash_split(rel, validation_percent) == split:
           bar.update(1)
           # Bytes go to tfds.features.Image unchanged: no second encode.
-          example = {"image": png, "path": rel}
+          example = {"image": encoded, "path": rel}
           if with_labels:
             example["label"] = images.folder_class(rel)  # ClassLabel encodes the name.
           yield rel, example
@@ -293,7 +342,7 @@ def _split_examples(
 def _write_tfds(
     name: str, data_dir: pathlib.Path, chunk_paths: Sequence[pathlib.Path],
     counts: dict[str, int], validation_percent: float, classes: Sequence[str] | None,
-    description: str, progress: bool,
+    description: str, progress: bool, image_format: str = "png",
 ) -> None:
   """Writes the non-empty splits as an ArrayRecord TFDS dataset (with labels if `classes`)."""
   from colorjax.core import tf_utils  # Imported late: decoding workers never need TF.
@@ -302,7 +351,8 @@ def _write_tfds(
 
   tfds.disable_progress_bar()  # Our own tqdm bars below say the same, once.
   features = tfds.features.FeaturesDict({
-      "image": tfds.features.Image(shape=(None, None, 3), dtype=np.uint8, encoding_format="png"),
+      "image": tfds.features.Image(shape=(None, None, 3), dtype=np.uint8,
+                                   encoding_format=image_format),
       "path": tfds.features.Text(),
       **({"label": tfds.features.ClassLabel(names=list(classes))} if classes else {}),
   })
@@ -324,7 +374,7 @@ def _write_tfds(
 def write_dataset(
     name: str, data_dir: pathlib.Path, root: pathlib.Path, chunk_paths: Sequence[pathlib.Path],
     counts: dict[str, int], validation_percent: float, classes: Sequence[str] | None,
-    replace: bool, progress: bool,
+    replace: bool, progress: bool, image_format: str = "png",
 ) -> float:
   """Writes the dataset <data_dir>/<name>/VERSION from the decoded chunks; returns the seconds.
 
@@ -342,12 +392,12 @@ def write_dataset(
   start = time.perf_counter()
   try:
     _write_tfds(name, data_dir, chunk_paths, counts, validation_percent, classes,
-                f"Photos from {root}, prepared by colorjax.prepare.", progress)
+                f"Photos from {root}, prepared by colorjax.prepare.", progress, image_format)
   except Exception as e:  # pylint: disable=broad-except
     code = diskspace.errno_of(e)
     if code is None:
       raise
-    # The records are the chunks' PNG bytes, so the dataset is about their size.
+    # The records are the chunks' encoded bytes, so the dataset is about their size.
     needed = sum(path.stat().st_size for path in chunk_paths)
     work_dir = data_dir / WORK_FOLDER / name
     raise diskspace.DiskFullError(
@@ -401,6 +451,10 @@ def prepare(
     data_dir: str | os.PathLike,
     *,
     max_side: int = 512,
+    short_side: int = 0,
+    image_format: str = "jpeg",
+    jpeg_quality: int = 95,
+    jpeg_chroma: str = "444",
     validation_percent: float = 5.0,
     min_side: int = images.DEFAULT_MIN_SIDE,
     workers: int = 2,
@@ -415,6 +469,13 @@ def prepare(
     name: TFDS dataset name (snake_case).
     data_dir: TFDS data dir; the dataset lands in <data_dir>/<name>/1.0.0.
     max_side: longer side of the stored images (smaller images are kept as is).
+    short_side: when set, also the shorter side's limit: `suggested_short_side(image_size)`
+      stores what training at `image_size` px reads, and no more pixels to decode.
+    image_format: "jpeg" (4:4:4 chroma, `jpeg_quality`; the fastest to read) or "png"
+      (lossless).
+    jpeg_quality: libjpeg quality of the stored JPEGs.
+    jpeg_chroma: "444" (full-resolution colour) or "420" (half, as cameras store it; faster
+      to read).
     validation_percent: share of files (by `splits.hash_split`) in validation.
     min_side: images with a shorter side below this are skipped.
     workers: decoding processes; 1 decodes in this process.
@@ -426,10 +487,13 @@ def prepare(
     The summary (also printed and saved as <dataset dir>/prepare_summary.json).
   """
   start = time.perf_counter()
-  check_arguments(name, max_side, min_side, validation_percent, workers, chunk_size)
+  check_arguments(name, max_side, min_side, validation_percent, workers, chunk_size,
+                  short_side, image_format, jpeg_quality, jpeg_chroma)
   root = pathlib.Path(src).expanduser().resolve()
   data_dir = pathlib.Path(data_dir).expanduser().resolve()
-  options = Options(max_side=max_side, min_side=min_side)
+  options = Options(max_side=max_side, min_side=min_side, short_side=short_side,
+                    image_format=image_format, jpeg_quality=jpeg_quality,
+                    jpeg_chroma=jpeg_chroma)
 
   entries = list_files(root)
   classes = images.folder_classes([rel for rel, _, _ in entries])
@@ -457,7 +521,8 @@ def prepare(
         f"no file hashed into validation ({validation_percent}% of "
         f"{sum(counts.written.values())} images); the dataset has no validation split")
   write_seconds = write_dataset(name, data_dir, root, plan.paths, counts.written,
-                                validation_percent, classes, previous is not None, progress)
+                                validation_percent, classes, previous is not None, progress,
+                                image_format)
 
   decoded_now = sum(len(task[2]) for task in plan.pending)
   summary = {
@@ -466,7 +531,7 @@ def prepare(
       "src": os.fspath(root),
       "data_dir": os.fspath(data_dir),
       "dataset_dir": os.fspath(dataset_dir),
-      "options": {**dataclasses.asdict(options), "validation_percent": validation_percent,
+      "options": {**options.key(), "validation_percent": validation_percent,
                   "workers": workers, "chunk_size": chunk_size},
       "source_key": key,
       "found": len(entries),

@@ -1,7 +1,8 @@
 """Random-access data sources, chosen by `config.data.name`.
 
 Every source is a sequence of records `{"image": ...}` that the pipeline decodes to uint8 RGB:
-a decoded array (TFDS, embedded photos) or a file path (a folder of the user's photos). Sources
+a decoded array (embedded photos), a file path (a folder of the user's photos) or the encoded
+bytes of a TFDS record (PNG or JPEG, as the dataset stores them). Sources
 with image-level classes also give `"label"` (an int index into `class_names(source)`): TFDS
 datasets with a `label` ClassLabel feature, and folders whose photos sit in one subfolder per
 class. Only the auxiliary classification loss (`loss.class_weight`) reads labels.
@@ -175,7 +176,10 @@ def _tfds_source(name: str, split: str, data_dir: str | None,
   from colorjax.core import tf_utils  # TFDS is an extra: imported only for a TFDS dataset name.
   tfds = tf_utils.import_tfds(f"dataset {name!r} (not a folder: a TFDS name)")
   try:
-    return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+    # The encoded image bytes, not TFDS's decoding: the pipeline decodes them itself (JPEGs at
+    # the DCT scale the crop needs) at several times TFDS's per-record rate.
+    return tfds.data_source(name, split=split, data_dir=data_dir, download=False,
+                            decoders={"image": tfds.decode.SkipDecoding()})
   except Exception as e:  # TFDS raises several types (DatasetNotFoundError, AssertionError, ...).
     searched = data_dir or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")
     raise FileNotFoundError(_missing_dataset_message(name, split, searched, how_to_get, e)) from e
