@@ -347,16 +347,29 @@ def _pad(g, eqn, args):
 
 @_rule("gather")
 def _gather(g, eqn, args):
-  """Static indexing (x[..., 0], x[:, a:b]) that jnp lowers to a gather with constant indices:
-  a Slice of the operand, then a Squeeze of the collapsed dimensions."""
+  """The two gathers jnp emits with constant indices: static indexing (x[..., 0], x[:, a:b]) as
+  a Slice and a Squeeze, and indexing one axis with an index vector (nearest-neighbour resize:
+  x[:, [0, 0, 1, 1]]) as an ONNX Gather on that axis."""
   operand, indices = args
   numbers = eqn.params["dimension_numbers"]
+  if not isinstance(indices, Const) or numbers.operand_batching_dims:
+    raise NotImplementedError("gather with indices computed from the inputs")
   out_rank = len(eqn.outvars[0].aval.shape)
-  if (not isinstance(indices, Const) or indices.value.ndim != 1 or numbers.operand_batching_dims
-      or tuple(numbers.offset_dims) != tuple(range(out_rank))):
-    raise NotImplementedError("gather other than static indexing with constant indices")
-  starts = dict(zip(numbers.start_index_map, indices.value.tolist()))
-  slice_sizes = eqn.params["slice_sizes"]
+  if indices.value.ndim == 1 and tuple(numbers.offset_dims) == tuple(range(out_rank)):
+    return [_static_index(g, operand, indices.value, numbers, eqn.params["slice_sizes"])]
+  (axis,) = numbers.start_index_map
+  batch_axes = [a for a in range(out_rank) if a not in numbers.offset_dims]
+  if (indices.value.ndim == 2 and indices.value.shape[1] == 1
+      and tuple(numbers.collapsed_slice_dims) == (axis,) and batch_axes == [axis]
+      and eqn.params["slice_sizes"][axis] == 1):
+    return [g.node("Gather", [g.name(operand), g.constant(indices.value[:, 0].astype(np.int64))],
+                   axis=axis)]
+  raise NotImplementedError(f"gather of this form: {numbers}")
+
+
+def _static_index(g: _Graph, operand: Any, starts_at: np.ndarray, numbers: Any,
+                  slice_sizes: Sequence[Any]) -> str:
+  starts = dict(zip(numbers.start_index_map, starts_at.tolist()))
   axes = sorted(starts)
   begin = [starts[a] for a in axes]
   end = [starts[a] + slice_sizes[a] for a in axes]
@@ -364,7 +377,7 @@ def _gather(g, eqn, args):
                        g.constant(axes, np.int64)])
   if numbers.collapsed_slice_dims:
     x = g.node("Squeeze", [x, g.constant(list(numbers.collapsed_slice_dims), np.int64)])
-  return [x]
+  return x
 
 
 @_rule("reduce_sum", "reduce_max", "reduce_min", "reduce_prod")
