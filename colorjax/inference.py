@@ -292,10 +292,11 @@ class OnnxRuntimeColorizer(Colorizer):
   """
 
   def __init__(self, *args: Any, **kwargs: Any):
-    super().__init__(*args, **kwargs)
     if not onnxruntime_available():
-      raise ImportError("the onnxruntime backend needs the onnx extra: "
-                        "pip install 'colorjax[onnx]'")
+      from colorjax.core import errors  # pylint: disable=g-import-not-at-top
+      raise errors.UserError("the onnxruntime backend needs the onnx extra: "
+                             "pip install 'colorjax[onnx]'")
+    super().__init__(*args, **kwargs)
     import onnxruntime  # pylint: disable=g-import-not-at-top
     from colorjax import export  # pylint: disable=g-import-not-at-top
     model = export.onnx_generator(self)

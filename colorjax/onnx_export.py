@@ -347,23 +347,28 @@ def _pad(g, eqn, args):
 
 @_rule("gather")
 def _gather(g, eqn, args):
-  """The two gathers jnp emits with constant indices: static indexing (x[..., 0], x[:, a:b]) as
-  a Slice and a Squeeze, and indexing one axis with an index vector (nearest-neighbour resize:
-  x[:, [0, 0, 1, 1]]) as an ONNX Gather on that axis."""
+  """The two gathers jnp emits for indexing: static indexing (x[..., 0], x[:, a:b]) as a Slice
+  and a Squeeze, and one axis indexed by a vector (nearest-neighbour resize x[:, [0, 0, 1, 1]],
+  strided slices over symbolic sizes) as an ONNX Gather on that axis."""
   operand, indices = args
   numbers = eqn.params["dimension_numbers"]
-  if not isinstance(indices, Const) or numbers.operand_batching_dims:
-    raise NotImplementedError("gather with indices computed from the inputs")
+  if numbers.operand_batching_dims:
+    raise NotImplementedError("gather with batching dimensions")
   out_rank = len(eqn.outvars[0].aval.shape)
-  if indices.value.ndim == 1 and tuple(numbers.offset_dims) == tuple(range(out_rank)):
+  index_shape = eqn.invars[1].aval.shape
+  if (isinstance(indices, Const) and indices.value.ndim == 1
+      and tuple(numbers.offset_dims) == tuple(range(out_rank))):
     return [_static_index(g, operand, indices.value, numbers, eqn.params["slice_sizes"])]
-  (axis,) = numbers.start_index_map
+  axis = numbers.start_index_map[0]
   batch_axes = [a for a in range(out_rank) if a not in numbers.offset_dims]
-  if (indices.value.ndim == 2 and indices.value.shape[1] == 1
+  if (len(index_shape) == 2 and index_shape[1] == 1 and len(numbers.start_index_map) == 1
       and tuple(numbers.collapsed_slice_dims) == (axis,) and batch_axes == [axis]
       and eqn.params["slice_sizes"][axis] == 1):
-    return [g.node("Gather", [g.name(operand), g.constant(indices.value[:, 0].astype(np.int64))],
-                   axis=axis)]
+    if isinstance(indices, Const):
+      vector = g.constant(indices.value[:, 0].astype(np.int64))
+    else:
+      vector = g.node("Squeeze", [indices, g.constant([1], np.int64)])
+    return [g.node("Gather", [g.name(operand), vector], axis=axis)]
   raise NotImplementedError(f"gather of this form: {numbers}")
 
 
@@ -457,11 +462,16 @@ def _input_dilated_conv(g: _Graph, x: str, kernel: np.ndarray, p: dict, groups: 
   extent = [(k - 1) * d + 1 for k, d in zip(kernel.shape[2:], dilation)]
   pads = ([e - 1 - lo for e, (lo, _) in zip(extent, p["padding"])]
           + [e - 1 - hi for e, (_, hi) in zip(extent, p["padding"])])
+  # Padding past the kernel's extent at the end (VALID with stride > kernel) adds output rows
+  # that only read zeros: ConvTranspose's output_padding.
+  spatial = len(extent)
+  output_padding = [max(0, -pad) for pad in pads[spatial:]]
+  pads = pads[:spatial] + [max(0, pad) for pad in pads[spatial:]]
   if min(pads) < 0:
     raise NotImplementedError("input-dilated convolution padded beyond the kernel's extent")
   flipped = np.ascontiguousarray(np.flip(kernel, axis=(2, 3)).transpose(1, 0, 2, 3))
   return g.node("ConvTranspose", [x, g.constant(flipped)], strides=list(p["lhs_dilation"]),
-                dilations=list(dilation), pads=pads)
+                dilations=list(dilation), pads=pads, output_padding=output_padding)
 
 
 # ------------------------------------------------------------------------------------------
