@@ -75,12 +75,11 @@ def _input_spec() -> jax.ShapeDtypeStruct:
 
 def lower_stablehlo(colorizer: Any,
                     platforms: Sequence[str] = ("cpu",)) -> jax_export.Exported:
-  """The serving function exported for `platforms`, with convolutions computed their way.
+  """The serving function exported for `platforms`, with XLA's convolutions.
 
-  The model's convolution implementation is chosen here for the target platforms, not for the
-  host doing the export (`layers.resolve_conv`): XLA's convolution as soon as one of them is
-  an accelerator (one artifact serves them all), im2col + matmul for the CPU alone. The
-  weights are the same either way.
+  The convolution implementation is chosen for inference on the target platforms, not for the
+  host doing the export (`inference.inference_conv`): XLA's own convolution everywhere, the
+  CPU included, where im2col only pays for gradients. The weights are the same either way.
   """
   colorizer = colorizer.with_conv("auto", platforms)
   return jax_export.export(jax.jit(serving_function(colorizer)),

@@ -161,6 +161,20 @@ def restore_inference_variables(config: ml_collections.ConfigDict, generator: An
   return {"params": restored["g/params"], "batch_stats": restored["g/batch_stats"]}, int(chosen)
 
 
+def inference_conv(choice: str, platforms: Sequence[str] | None = None) -> str:
+  """The convolution implementation for a forward pass (`layers.CONV_CHOICES`): "auto" is
+  XLA's own convolution on every platform, the others name themselves.
+
+  im2col (what "auto" means for training on a CPU, `layers.resolve_conv`) is there for the
+  gradients, which XLA:CPU computes slowly; without gradients XLA's convolution is the faster:
+  1.39x im2col for the pix2pix generator at 256 px batch 8 on this project's 2-core CPU
+  (benchmarks/README.md, "CPU inference: JAX, ONNX Runtime, PyTorch"; 9.3-9.7 against 6.5-7.0
+  images/s measured in issue 21).
+  """
+  from colorjax.models import layers  # pylint: disable=g-import-not-at-top
+  return "xla" if choice == "auto" else layers.resolve_conv(choice, platforms)
+
+
 # ------------------------------------------------------------------------------------------
 # The colorizer.
 # ------------------------------------------------------------------------------------------
@@ -204,8 +218,9 @@ class Colorizer:
       render_size: the side of the square the model runs at; None for the training size.
       batch_size: the most images one model call takes in `colorize_batch`.
       weights: "averaged" (the generator's moving average) or "raw" (its last weights).
-      conv: the convolution implementation (`layers.CONV_CHOICES`); "auto" picks it for the
-        local backend, whatever the training config chose (the weights fit either).
+      conv: the convolution implementation (`layers.CONV_CHOICES`); "auto" is the fastest for
+        inference (`inference_conv`), whatever the training config chose (the weights fit
+        either).
       backend: what runs the generator (`BACKENDS`): "jax", "onnxruntime" (an in-memory ONNX
         export run by ONNX Runtime on the CPU; needs the `onnx` extra) or "auto" (the faster of
         the two here, `resolve_backend`).
@@ -214,17 +229,17 @@ class Colorizer:
     # the array functions above, which export and serve use before any model exists.
     from colorjax.training import builders  # pylint: disable=g-import-not-at-top
     config = load_config(workdir)
-    generator, decode = builders.make_generator(config, conv)
+    generator, decode = builders.make_generator(config, inference_conv(conv))
     variables, step = restore_inference_variables(config, generator, workdir, step, weights)
     if resolve_backend(backend) == "onnxruntime":
       cls = OnnxRuntimeColorizer
     return cls(config, generator, decode, variables, step, render_size, batch_size)
 
   def with_conv(self, conv: str, platforms: Sequence[str] | None = None) -> "Colorizer":
-    """The same model and weights with convolutions computed by `conv` (`layers.CONV_CHOICES`;
-    "auto" resolved for `platforms`, default the local backend), e.g. for an export."""
-    from colorjax.models import layers  # pylint: disable=g-import-not-at-top
-    generator = self.generator.clone(conv=layers.resolve_conv(conv, platforms))
+    """The same model and weights with convolutions computed by `conv` (`layers.CONV_CHOICES`,
+    resolved by `inference_conv` for `platforms`, default the local backend), e.g. for an
+    export."""
+    generator = self.generator.clone(conv=inference_conv(conv, platforms))
     return Colorizer(self.config, generator, self.decode, self.variables, self.step,
                      self.render_size, self.batch_size)
 

@@ -155,3 +155,11 @@ def test_auto_backend_is_onnxruntime_on_the_cpu():
                                                else "jax")
   with pytest.raises(ValueError, match="onnxruntime"):
     inference.resolve_backend("tflite")
+
+
+def test_inference_uses_xla_convolutions_unless_told():
+  """im2col pays for CPU gradients only; a forward pass takes XLA's convolution."""
+  assert inference.inference_conv("auto", ["cpu"]) == inference.inference_conv("auto") == "xla"
+  assert inference.inference_conv("im2col") == "im2col"
+  colorizer = random_colorizer("lsgan")
+  assert colorizer.with_conv("auto").generator.conv == "xla"
