@@ -246,7 +246,7 @@ def _clamp(g, eqn, args):
 
 @_rule("dim_as_value")
 def _dim_as_value(g, eqn, args):
-  value = g.node("Squeeze", [g.dim(eqn.params["dim"])], )
+  value = g.node("Squeeze", [g.dim(eqn.params["dim"])])
   return [g.node("Cast", [value], to=_onnx_dtype(eqn.outvars[0].aval.dtype))]
 
 
@@ -312,10 +312,10 @@ def _stack(g, eqn, args):
 
 @_rule("split")
 def _split(g, eqn, args):
-  sizes = g.shape(eqn.params["sizes"])
-  return list(g.node("Split", [g.name(args[0]), sizes], outputs=len(eqn.outvars),
-                     axis=eqn.params["axis"]) if len(eqn.outvars) > 1 else
-              [g.node("Identity", [g.name(args[0])])])
+  if len(eqn.outvars) == 1:
+    return [g.node("Identity", [g.name(args[0])])]
+  return g.node("Split", [g.name(args[0]), g.shape(eqn.params["sizes"])],
+                outputs=len(eqn.outvars), axis=eqn.params["axis"])
 
 
 @_rule("slice")

@@ -79,6 +79,19 @@ def test_attention_einsums_and_softmax():
   np.testing.assert_allclose(run(model, q, k)[0], fn(q, k), rtol=1e-5, atol=1e-5)
 
 
+def test_indexing_padding_rounding_and_activations():
+  def fn(x):
+    left, right = jnp.split(x, [2], axis=1)
+    return (left * 2, right, x[:, ::-1], jnp.pad(x, ((0, 0), (1, 2)), constant_values=3.0),
+            jnp.clip(x, -0.5, 0.5), jnp.argmax(x, axis=1), jnp.round(x * 3),
+            jax.lax.round(x * 3, jax.lax.RoundingMethod.AWAY_FROM_ZERO), x ** 3,
+            jax.nn.sigmoid(x), jax.nn.leaky_relu(x, 0.1), jax.nn.relu(x))
+  model = onnx_export.to_onnx(fn, spec("b, 5"), input_names=["x"])
+  x = np.array([[0.5, -1.5, 2.5, 0.2, -0.7], [1.5, -0.5, 0.1, 3.0, -2.5]], np.float32)
+  for got, want in zip(run(model, x), fn(x)):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
 def test_a_primitive_without_a_rule_is_named():
   with pytest.raises(NotImplementedError, match="cumsum"):
     onnx_export.to_onnx(lambda x: jnp.cumsum(x, axis=0), spec("4"), input_names=["x"])
