@@ -166,10 +166,10 @@ def inference_conv(choice: str, platforms: Sequence[str] | None = None) -> str:
   XLA's own convolution on every platform, the others name themselves.
 
   im2col (what "auto" means for training on a CPU, `layers.resolve_conv`) is there for the
-  gradients, which XLA:CPU computes slowly; without gradients XLA's convolution is the faster:
-  1.39x im2col for the pix2pix generator at 256 px batch 8 on this project's 2-core CPU
-  (benchmarks/README.md, "CPU inference: JAX, ONNX Runtime, PyTorch"; 9.3-9.7 against 6.5-7.0
-  images/s measured in issue 21).
+  gradients, which XLA:CPU computes slowly; without gradients XLA's convolution is as fast or
+  faster: 1.02x and 1.53x im2col for the pix2pix generator at 256 px batch 8 in two runs on this
+  project's 2-core CPU (benchmarks/README.md, "CPU inference: JAX, ONNX Runtime, PyTorch"),
+  9.3-9.7 against 6.5-7.0 images/s in issue 21's measurement.
   """
   from colorjax.models import layers  # pylint: disable=g-import-not-at-top
   return "xla" if choice == "auto" else layers.resolve_conv(choice, platforms)
@@ -286,8 +286,9 @@ def resolve_backend(choice: str) -> str:
   """"jax" or "onnxruntime" for `choice` (one of `BACKENDS`).
 
   "auto" is ONNX Runtime when JAX runs on the CPU and the `onnx` extra is installed, JAX
-  otherwise (GPUs, TPUs): on the CPU ONNX Runtime ran the pix2pix generator 2.2x as fast as
-  JAX at 256 px batch 8 (benchmarks/README.md, "CPU inference: JAX, ONNX Runtime, PyTorch").
+  otherwise (GPUs, TPUs). On the CPU ONNX Runtime ran the pix2pix generator at 256 px batch 8
+  at 0.98-1.15x JAX's speed, and its first call on a 12 MP photo took 35-40% less time (no XLA
+  compilation of the model): benchmarks/README.md, "CPU inference: JAX, ONNX Runtime, PyTorch".
   """
   if choice not in BACKENDS:
     raise ValueError(f"unknown backend {choice!r}; valid: {', '.join(BACKENDS)}")
@@ -315,8 +316,9 @@ class OnnxRuntimeColorizer(Colorizer):
     import onnxruntime  # pylint: disable=g-import-not-at-top
     from colorjax import export  # pylint: disable=g-import-not-at-top
     model = export.onnx_generator(self)
+    onnxruntime.set_default_logger_severity(3)  # Errors only: a library prints nothing unasked.
     options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3  # Errors only: a library call prints nothing unasked.
+    options.log_severity_level = 3
     self._session = onnxruntime.InferenceSession(model.SerializeToString(), options,
                                                  providers=["CPUExecutionProvider"])
     self._input = export.GENERATOR_INPUT
