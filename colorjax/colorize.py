@@ -70,6 +70,10 @@ flags.DEFINE_integer("render_size", None,
                      "unfamiliar scales (DeOldify's render_factor)", flag_values=_FLAGS)
 flags.DEFINE_integer("batch_size", 8, "images per model call (memory vs speed)", lower_bound=1,
                      flag_values=_FLAGS)
+flags.DEFINE_enum("backend", "auto", ["auto", "jax", "onnxruntime"],  # inference.BACKENDS
+                  "what runs the model: onnxruntime (ONNX Runtime, CPU; the onnx extra), jax, "
+                  "or auto: onnxruntime on a CPU where it is installed, jax otherwise",
+                  flag_values=_FLAGS)
 flags.DEFINE_bool("overwrite", False,
                   "redo outputs that already exist; without it they are kept, with a notice",
                   flag_values=_FLAGS)
@@ -222,7 +226,7 @@ def _colorize(args: cli.Args) -> int:
     from colorjax.core import checkpointing  # pylint: disable=g-import-not-at-top
     try:
       colorizer = inference.Colorizer.from_workdir(args.workdir, args.step, args.render_size,
-                                                   args.batch_size)
+                                                   args.batch_size, backend=args.backend)
     except (FileNotFoundError, checkpointing.CheckpointError) as e:
       return errors.report(e)  # No usable or no fitting checkpoint: one line.
     from colorjax import video  # pylint: disable=g-import-not-at-top

@@ -1,8 +1,8 @@
-"""Export a trained colorizer for serving without colorjax: StableHLO and TF SavedModel.
+"""Export a trained colorizer for serving without colorjax: StableHLO, ONNX, TF SavedModel.
 
   python -m colorjax.export --workdir=runs/lsgan --format=all [--out=runs/lsgan/export]
 
-The serving signature (both formats) is the whole colorize path of `colorjax.inference`:
+The serving signature (every format) is the whole colorize path of `colorjax.inference`:
 
   colorize(rgb: uint8[b, h, w, 3]) -> uint8[b, h, w, 3]
 
@@ -15,12 +15,20 @@ only through their luminance. The weights (EMA generator) are constants inside t
 Files written in --out:
   * `model.stablehlo`: `jax.export` serialization; `load_stablehlo(path)` runs it with jax only.
   * `signature.json`: the signature above, the render size, the checkpoint step, platforms.
+  * `model.onnx`: ONNX (opset 18) of the same function (input "rgb", output "colorized"),
+    written by `colorjax.onnx_export` from its jaxpr; runs in ONNX Runtime (CPU, CUDA,
+    TensorRT, the web and mobile builds) with no Python at all. Needs the `onnx` extra to
+    write; without it, --format=all skips it.
   * `savedmodel/`: TF SavedModel from `jax2tf` with a `serving_default` signature
     (input "rgb", output "output_0"), loadable with `tf.saved_model.load`. Needs TensorFlow
     (the `tf` extra); without it, --format=all writes the StableHLO files alone.
 
 This module imports only jax, numpy, absl's flags and the standard library at the top, so that
 `load_stablehlo` works in a process that has no colorjax model code loaded.
+
+Hints: the ONNX graph is the jaxpr of `serving_function`, so a serving function that takes
+more inputs (e.g. user colour hints) gets them as further ONNX inputs once `onnx_serving`
+passes their specs and names.
 """
 
 from __future__ import annotations
@@ -42,7 +50,11 @@ from colorjax.core import files
 STABLEHLO_FILE = "model.stablehlo"
 SIGNATURE_FILE = "signature.json"
 SAVEDMODEL_DIR = "savedmodel"
+ONNX_FILE = "model.onnx"
 INPUT_SHAPE = "b, h, w, 3"  # Symbolic batch, height and width.
+ONNX_INPUT, ONNX_OUTPUT = "rgb", "colorized"
+GENERATOR_INPUT, GENERATOR_OUTPUT = "l_norm", "ab_norm"
+ONNX_INSTALL_HINT = "pip install 'colorjax[onnx]'"
 
 
 def serving_function(colorizer: Any) -> Callable[[jax.Array], jax.Array]:
@@ -63,12 +75,11 @@ def _input_spec() -> jax.ShapeDtypeStruct:
 
 def lower_stablehlo(colorizer: Any,
                     platforms: Sequence[str] = ("cpu",)) -> jax_export.Exported:
-  """The serving function exported for `platforms`, with convolutions computed their way.
+  """The serving function exported for `platforms`, with XLA's convolutions.
 
-  The model's convolution implementation is chosen here for the target platforms, not for the
-  host doing the export (`layers.resolve_conv`): XLA's convolution as soon as one of them is
-  an accelerator (one artifact serves them all), im2col + matmul for the CPU alone. The
-  weights are the same either way.
+  The convolution implementation is chosen for inference on the target platforms, not for the
+  host doing the export (`inference.inference_conv`): XLA's own convolution everywhere, the
+  CPU included, where im2col only pays for gradients. The weights are the same either way.
   """
   colorizer = colorizer.with_conv("auto", platforms)
   return jax_export.export(jax.jit(serving_function(colorizer)),
@@ -110,6 +121,59 @@ def load_stablehlo(path: str) -> Callable[[np.ndarray], jax.Array]:
   return jax.jit(exported.call)
 
 
+def onnx_available() -> bool:
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  return importlib.util.find_spec("onnx") is not None
+
+
+def _onnx_metadata(model: Any, colorizer: Any) -> Any:
+  import onnx  # pylint: disable=g-import-not-at-top
+  onnx.helper.set_model_props(model, {
+      "render_size": str(colorizer.render_size), "step": str(colorizer.step),
+      "generator": str(colorizer.config.model.generator)})
+  return model
+
+
+def onnx_serving(colorizer: Any) -> Any:
+  """The serving function as an `onnx.ModelProto`: uint8 "rgb" (b, h, w, 3) -> uint8
+  "colorized" (b, h, w, 3), b, h and w dynamic.
+
+  Convolutions are XLA's (`conv="xla"`): they become ONNX Conv nodes, which every runtime
+  optimises; im2col's patch matrices would be a slower graph of slices and a MatMul.
+  """
+  from colorjax import onnx_export  # pylint: disable=g-import-not-at-top
+  model = onnx_export.to_onnx(serving_function(colorizer.with_conv("xla")), _input_spec(),
+                              input_names=[ONNX_INPUT], output_names=[ONNX_OUTPUT],
+                              doc="colorize(rgb) -> rgb: uint8 sRGB photos in, the input's L "
+                                  "with the model's ab out (colorjax.export)")
+  return _onnx_metadata(model, colorizer)
+
+
+def onnx_generator(colorizer: Any) -> Any:
+  """The generator and its decoding as an `onnx.ModelProto`: float32 "l_norm"
+  (b, R, R, 1) -> "ab_norm" (b, R, R, 2), R the render size, b dynamic (the onnxruntime
+  backend of `inference.Colorizer`)."""
+  from colorjax import inference, onnx_export  # pylint: disable=g-import-not-at-top
+  colorizer = colorizer.with_conv("xla")
+  size = colorizer.render_size
+
+  def generator(l_norm: jax.Array) -> jax.Array:
+    return inference.apply_generator(colorizer.generator, colorizer.decode, colorizer.variables,
+                                     l_norm)
+  spec = jax.ShapeDtypeStruct(jax_export.symbolic_shape(f"b, {size}, {size}, 1"), np.float32)
+  model = onnx_export.to_onnx(generator, spec, input_names=[GENERATOR_INPUT],
+                              output_names=[GENERATOR_OUTPUT])
+  return _onnx_metadata(model, colorizer)
+
+
+def export_onnx(colorizer: Any, out_dir: str) -> str:
+  """Writes `model.onnx` (`onnx_serving`) into `out_dir`; returns its path."""
+  path = os.path.join(out_dir, ONNX_FILE)
+  os.makedirs(out_dir, exist_ok=True)
+  files.write_bytes(path, onnx_serving(colorizer).SerializeToString())
+  return path
+
+
 def export_savedmodel(colorizer: Any, out_dir: str) -> str:
   """Writes a TF SavedModel of the serving function (jax2tf) to `<out_dir>/savedmodel`."""
   from colorjax.core import tf_utils  # pylint: disable=g-import-not-at-top
@@ -133,9 +197,11 @@ COMMAND = cli.Command("python -m colorjax.export", __doc__, required=("workdir",
 _FLAGS = COMMAND.flags
 flags.DEFINE_string("workdir", None, "training workdir (config.json + checkpoints/)",
                     flag_values=_FLAGS)
-flags.DEFINE_enum("format", "all", ["stablehlo", "savedmodel", "all"],
-                  "stablehlo: jax.export module (runs with jax alone); savedmodel: TF SavedModel "
-                  "via jax2tf (needs TensorFlow); all: both", flag_values=_FLAGS)
+flags.DEFINE_enum("format", "all", ["stablehlo", "onnx", "savedmodel", "all"],
+                  "stablehlo: jax.export module (runs with jax alone); onnx: ONNX model (needs "
+                  "the onnx extra to write; runs in ONNX Runtime); savedmodel: TF SavedModel "
+                  "via jax2tf (needs TensorFlow); all: every one whose extra is installed",
+                  flag_values=_FLAGS)
 flags.DEFINE_string("out", None, "output folder (None: <workdir>/export)", flag_values=_FLAGS)
 flags.DEFINE_integer("size", None, "render size: the square side the model runs at (None: the "
                      "training size); input images may have any size", flag_values=_FLAGS)
@@ -158,6 +224,13 @@ def _export(args: cli.Args) -> int:
       return errors.report(message)
     print(f"note: SavedModel skipped; {message}", file=sys.stderr)
     savedmodel = False
+  write_onnx = args.format in ("onnx", "all")
+  if write_onnx and not onnx_available():
+    message = f"the ONNX export needs the onnx package: {ONNX_INSTALL_HINT}"
+    if args.format == "onnx":
+      return errors.report(message)
+    print(f"note: ONNX skipped; {message}", file=sys.stderr)
+    write_onnx = False
   try:
     colorizer = inference.Colorizer.from_workdir(args.workdir, args.step, args.size)
   except (FileNotFoundError, checkpointing.CheckpointError) as e:
@@ -166,6 +239,8 @@ def _export(args: cli.Args) -> int:
   if args.format in ("stablehlo", "all"):
     export_stablehlo(colorizer, out, args.platforms)
     print(f"wrote {os.path.join(out, STABLEHLO_FILE)} and {SIGNATURE_FILE}")
+  if write_onnx:
+    print(f"wrote {export_onnx(colorizer, out)}")
   if savedmodel:
     print(f"wrote {export_savedmodel(colorizer, out)}")
   return 0

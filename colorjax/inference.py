@@ -146,15 +146,33 @@ def restore_inference_variables(config: ml_collections.ConfigDict, generator: An
     parts = {"ema": abstract}
   else:
     parts = {"g/params": abstract["params"], "g/batch_stats": abstract["batch_stats"]}
-  manager = checkpointing.make_manager(workdir, config.max_checkpoints_to_keep, read_only=True)
-  try:
-    restored, chosen = checkpointing.restore_newest_loadable(
-        manager, checkpointing.Subtrees(parts), step=step)
-  finally:
-    manager.close()
+  from colorjax.core import console  # pylint: disable=g-import-not-at-top
+  # A library call prints nothing unasked: Orbax's notices that a read-only manager is read-only
+  # go (only those; its real warnings and errors stay).
+  with console.read_only_notices_hidden():
+    manager = checkpointing.make_manager(workdir, config.max_checkpoints_to_keep, read_only=True)
+    try:
+      restored, chosen = checkpointing.restore_newest_loadable(
+          manager, checkpointing.Subtrees(parts), step=step)
+    finally:
+      manager.close()
   if weights == "averaged":
     return restored["ema"], int(chosen)
   return {"params": restored["g/params"], "batch_stats": restored["g/batch_stats"]}, int(chosen)
+
+
+def inference_conv(choice: str, platforms: Sequence[str] | None = None) -> str:
+  """The convolution implementation for a forward pass (`layers.CONV_CHOICES`): "auto" is
+  XLA's own convolution on every platform, the others name themselves.
+
+  im2col (what "auto" means for training on a CPU, `layers.resolve_conv`) is there for the
+  gradients, which XLA:CPU computes slowly; without gradients XLA's convolution is as fast or
+  faster: 1.02x and 1.53x im2col for the pix2pix generator at 256 px batch 8 in two runs on this
+  project's 2-core CPU (benchmarks/README.md, "CPU inference: JAX, ONNX Runtime, PyTorch"),
+  9.3-9.7 against 6.5-7.0 images/s in issue 21's measurement.
+  """
+  from colorjax.models import layers  # pylint: disable=g-import-not-at-top
+  return "xla" if choice == "auto" else layers.resolve_conv(choice, platforms)
 
 
 # ------------------------------------------------------------------------------------------
@@ -187,7 +205,8 @@ class Colorizer:
   @classmethod
   def from_workdir(cls, workdir: str, step: int | None = None,
                    render_size: int | None = None, batch_size: int = 8,
-                   weights: str = "averaged", conv: str = "auto") -> "Colorizer":
+                   weights: str = "averaged", conv: str = "auto",
+                   backend: str = "jax") -> "Colorizer":
     """Rebuilds the generator from `<workdir>/config.json` and restores its EMA weights.
 
     Only the generator is built and only its weights are read: no optimizer, loss or
@@ -199,22 +218,28 @@ class Colorizer:
       render_size: the side of the square the model runs at; None for the training size.
       batch_size: the most images one model call takes in `colorize_batch`.
       weights: "averaged" (the generator's moving average) or "raw" (its last weights).
-      conv: the convolution implementation (`layers.CONV_CHOICES`); "auto" picks it for the
-        local backend, whatever the training config chose (the weights fit either).
+      conv: the convolution implementation (`layers.CONV_CHOICES`); "auto" is the fastest for
+        inference (`inference_conv`), whatever the training config chose (the weights fit
+        either).
+      backend: what runs the generator (`BACKENDS`): "jax", "onnxruntime" (an in-memory ONNX
+        export run by ONNX Runtime on the CPU; needs the `onnx` extra) or "auto" (the faster of
+        the two here, `resolve_backend`).
     """
     # The models (Flax) load here, not at import: `import colorjax.inference` stays as light as
     # the array functions above, which export and serve use before any model exists.
     from colorjax.training import builders  # pylint: disable=g-import-not-at-top
     config = load_config(workdir)
-    generator, decode = builders.make_generator(config, conv)
+    generator, decode = builders.make_generator(config, inference_conv(conv))
     variables, step = restore_inference_variables(config, generator, workdir, step, weights)
+    if resolve_backend(backend) == "onnxruntime":
+      cls = OnnxRuntimeColorizer
     return cls(config, generator, decode, variables, step, render_size, batch_size)
 
   def with_conv(self, conv: str, platforms: Sequence[str] | None = None) -> "Colorizer":
-    """The same model and weights with convolutions computed by `conv` (`layers.CONV_CHOICES`;
-    "auto" resolved for `platforms`, default the local backend), e.g. for an export."""
-    from colorjax.models import layers  # pylint: disable=g-import-not-at-top
-    generator = self.generator.clone(conv=layers.resolve_conv(conv, platforms))
+    """The same model and weights with convolutions computed by `conv` (`layers.CONV_CHOICES`,
+    resolved by `inference_conv` for `platforms`, default the local backend), e.g. for an
+    export."""
+    generator = self.generator.clone(conv=inference_conv(conv, platforms))
     return Colorizer(self.config, generator, self.decode, self.variables, self.step,
                      self.render_size, self.batch_size)
 
@@ -243,3 +268,62 @@ class Colorizer:
   def __call__(self, image: np.ndarray) -> np.ndarray:
     """Colorizes one uint8 / uint16 image: (H, W), (H, W, 1), (H, W, 3) or (H, W, 4)."""
     return self.colorize_batch([image])[0]
+
+
+# ------------------------------------------------------------------------------------------
+# ONNX Runtime as the generator's backend on the CPU.
+# ------------------------------------------------------------------------------------------
+BACKENDS = ("auto", "jax", "onnxruntime")
+
+
+def onnxruntime_available() -> bool:
+  """Whether the `onnx` extra (onnx and onnxruntime) is installed."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
+
+
+def resolve_backend(choice: str) -> str:
+  """"jax" or "onnxruntime" for `choice` (one of `BACKENDS`).
+
+  "auto" is ONNX Runtime when JAX runs on the CPU and the `onnx` extra is installed, JAX
+  otherwise (GPUs, TPUs). On the CPU ONNX Runtime ran the pix2pix generator at 256 px batch 8
+  at 0.98-1.15x JAX's speed, and its first call on a 12 MP photo took 35-40% less time (no XLA
+  compilation of the model): benchmarks/README.md, "CPU inference: JAX, ONNX Runtime, PyTorch".
+  """
+  if choice not in BACKENDS:
+    raise ValueError(f"unknown backend {choice!r}; valid: {', '.join(BACKENDS)}")
+  if choice != "auto":
+    return choice
+  cpu = jax.default_backend() == "cpu"
+  return "onnxruntime" if cpu and onnxruntime_available() else "jax"
+
+
+class OnnxRuntimeColorizer(Colorizer):
+  """A `Colorizer` whose generator (and its decoding to ab) runs in ONNX Runtime on the CPU.
+
+  The generator is exported to ONNX in memory (`export.onnx_generator`: the same graph the ONNX
+  export holds, weights as constants, any batch size); reading the photos, the resizes and the
+  Lab recombination stay the JAX functions above, so every input `Colorizer` takes (gray,
+  RGBA, uint16) gives the same output within one 8-bit level.
+  """
+
+  def __init__(self, *args: Any, **kwargs: Any):
+    if not onnxruntime_available():
+      from colorjax.core import errors  # pylint: disable=g-import-not-at-top
+      raise errors.UserError("the onnxruntime backend needs the onnx extra: "
+                             "pip install 'colorjax[onnx]'")
+    super().__init__(*args, **kwargs)
+    import onnxruntime  # pylint: disable=g-import-not-at-top
+    from colorjax import export  # pylint: disable=g-import-not-at-top
+    model = export.onnx_generator(self)
+    onnxruntime.set_default_logger_severity(3)  # Errors only: a library prints nothing unasked.
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    self._session = onnxruntime.InferenceSession(model.SerializeToString(), options,
+                                                 providers=["CPUExecutionProvider"])
+    self._input = export.GENERATOR_INPUT
+
+  def predict_ab(self, l_norm: np.ndarray) -> np.ndarray:
+    """Normalised L (B, R, R, 1) -> normalised ab (B, R, R, 2), any B in one call."""
+    l_norm = np.asarray(l_norm, np.float32)
+    return self._session.run(None, {self._input: l_norm})[0]

@@ -73,6 +73,10 @@ flags.DEFINE_integer("step", None, "checkpoint step (None: the latest that loads
 flags.DEFINE_integer("render_size", None,
                      "side of the square the model sees (None: its training size); see "
                      "python -m colorjax.colorize --help", flag_values=_FLAGS)
+flags.DEFINE_enum("backend", "auto", ["auto", "jax", "onnxruntime"],  # inference.BACKENDS
+                  "what runs the model: onnxruntime (ONNX Runtime, CPU; the onnx extra), jax, "
+                  "or auto: onnxruntime on a CPU where it is installed, jax otherwise",
+                  flag_values=_FLAGS)
 flags.DEFINE_float("max_upload_mb", 20.0, "refuse larger uploads (413)", flag_values=_FLAGS)
 flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS,
                      "refuse larger images (413) before decoding them", flag_values=_FLAGS)
@@ -521,7 +525,8 @@ def _serve(args: cli.Args) -> int:
   from colorjax import inference  # pylint: disable=g-import-not-at-top
   from colorjax.core import checkpointing  # pylint: disable=g-import-not-at-top
   try:
-    colorizer = inference.Colorizer.from_workdir(args.workdir, args.step, args.render_size)
+    colorizer = inference.Colorizer.from_workdir(args.workdir, args.step, args.render_size,
+                                                 backend=args.backend)
   except (FileNotFoundError, checkpointing.CheckpointError) as e:
     return errors.report(e)  # No usable or no fitting checkpoint: one line.
   server = make_server(colorizer, args.host, args.port, args.max_upload_mb, args.max_pixels,

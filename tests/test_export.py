@@ -1,4 +1,4 @@
-"""StableHLO and SavedModel exports reproduce the live colorizer on real photos."""
+"""StableHLO, ONNX and SavedModel exports reproduce the live colorizer on real photos."""
 
 import json
 import os
@@ -75,11 +75,12 @@ def test_export_for_cpu_and_cuda_made_on_a_cpu_host_has_no_im2col(exported):
   assert max(concats) < 4, concats
 
 
-def test_cpu_only_export_uses_im2col_and_matches_live_model(exported):
+def test_cpu_only_export_has_xla_convolutions_and_matches_live_model(exported):
+  """For inference XLA's convolution beats im2col on the CPU too (`inference.inference_conv`)."""
   colorizer, _ = exported
   module = export.lower_stablehlo(colorizer, ["cpu"])
   convolutions, concats = _conv_ops(module)
-  assert convolutions == 0 and max(concats) >= 4, (convolutions, concats)
+  assert convolutions > 0 and max(concats) < 4, (convolutions, concats)
   images = photos(64, 80)
   got = np.asarray(jax.jit(module.call)(images))
   for image, result in zip(images, got):
@@ -113,6 +114,72 @@ def test_savedmodel_matches_live_model(exported):
     assert np.abs(result.astype(int) - colorizer(image)).max() <= 1
 
 
+@pytest.mark.parametrize("batch,height,width", [(3, 200, 300), (1, 123, 77), (2, 384, 512)])
+def test_onnx_matches_live_model(exported, batch, height, width):
+  ort = pytest.importorskip("onnxruntime", reason="the ONNX export needs the onnx extra")
+  colorizer, out = exported
+  session = ort.InferenceSession(os.path.join(out, export.ONNX_FILE),
+                                 providers=["CPUExecutionProvider"])
+  photos = [skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea()][:batch]
+  images = np.stack([photo[:height, :width] for photo in photos])
+  (got,) = session.run(None, {"rgb": images})
+  assert got.shape == images.shape and got.dtype == np.uint8
+  for image, result in zip(images, got):
+    want = colorizer(image)
+    assert np.abs(result.astype(int) - want).max() <= 1
+    assert np.abs(want.astype(int) - image).mean() > 1  # The model changed the colours.
+
+
+def test_onnx_records_its_model(exported):
+  onnx = pytest.importorskip("onnx", reason="the ONNX export needs the onnx extra")
+  _, out = exported
+  model = onnx.load(os.path.join(out, export.ONNX_FILE))
+  props = {p.key: p.value for p in model.metadata_props}
+  assert props == {"render_size": "16", "step": "2", "generator": "unet"}
+  dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+  assert dims == ["b", "h", "w", 3]
+
+
+def test_onnxruntime_backend_of_colorize_writes_what_jax_writes(exported, tmp_path):
+  pytest.importorskip("onnxruntime", reason="the onnxruntime backend needs the onnx extra")
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from colorjax import colorize  # pylint: disable=g-import-not-at-top
+  _, out = exported
+  workdir = os.path.dirname(out)
+  Image.fromarray(skimage.data.coffee()[:150, :210]).save(tmp_path / "coffee.jpg", quality=90)
+  Image.fromarray(skimage.data.camera()[:99, :77]).save(tmp_path / "camera.png")
+  results = {}
+  for backend in ("jax", "onnxruntime"):
+    assert colorize.main([f"--workdir={workdir}", f"--backend={backend}", "--no_progress",
+                          f"-o={tmp_path / backend}", str(tmp_path / "coffee.jpg"),
+                          str(tmp_path / "camera.png")]) == 0
+    results[backend] = [np.asarray(Image.open(tmp_path / backend / f"{stem}_color.png"))
+                        for stem in ("coffee", "camera")]
+  for jax_result, ort_result in zip(results["jax"], results["onnxruntime"]):
+    assert jax_result.shape == ort_result.shape
+    assert np.abs(jax_result.astype(int) - ort_result).max() <= 1
+
+
+def test_colorizer_from_python_prints_nothing_but_real_warnings(exported):
+  """A library call prints nothing unasked (Orbax's read-only notices), and warnings logged
+  afterwards still show: only those notices are dropped, only during the call."""
+  _, out = exported
+  script = (
+      "import logging, numpy as np\n"
+      "from colorjax import inference\n"
+      f"colorizer = inference.Colorizer.from_workdir({os.path.dirname(out)!r})\n"
+      "colorizer(np.full((20, 30, 3), 90, np.uint8))\n"
+      "print('colorized')\n"
+      "logging.getLogger('absl').warning('Given directory is read only: a later warning')\n")
+  result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT,
+                          env=dict(os.environ, JAX_PLATFORMS="cpu"),
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout == "colorized\n"
+  assert result.stderr == "WARNING:absl:Given directory is read only: a later warning\n", (
+      result.stderr)
+
+
 def readme_snippet(name: str) -> str:
   """The README's python block after `<!-- snippet: NAME ... -->`: what a user copies."""
   with open(os.path.join(REPO_ROOT, "README.md")) as f:
@@ -121,10 +188,12 @@ def readme_snippet(name: str) -> str:
   return match.group(1)
 
 
-@pytest.mark.parametrize("name", ["stablehlo", "savedmodel"])
+@pytest.mark.parametrize("name", ["stablehlo", "onnx", "savedmodel"])
 def test_readme_snippet_runs_the_export_like_the_live_model(exported, name, tmp_path):
   if name == "savedmodel":
     pytest.importorskip("tensorflow", reason="the SavedModel export needs TF (tf extra)")
+  if name == "onnx":
+    pytest.importorskip("onnxruntime", reason="the ONNX export needs the onnx extra")
   from PIL import Image  # pylint: disable=g-import-not-at-top
   colorizer, out = exported
   (tmp_path / "runs" / "lsgan").mkdir(parents=True)

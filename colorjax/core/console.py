@@ -8,12 +8,13 @@ are printed on stderr by process 0 only. On a terminal the progress is a tqdm ba
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
 import sys
 import time
-from typing import Any, Mapping, TextIO
+from typing import Any, Iterator, Mapping, TextIO
 
 # Shown in the progress line, in this order, when the step reports them.
 LOSS_KEYS = ("g_loss", "d_loss", "g_l1", "g_ce")
@@ -183,6 +184,20 @@ class _DropReadOnlyNotice:
 
   def filter(self, record) -> bool:
     return not str(record.msg).startswith(self.NOTICES)
+
+
+@contextlib.contextmanager
+def read_only_notices_hidden() -> Iterator[None]:
+  """Within the block, Orbax's read-only notices (`_DropReadOnlyNotice`) are dropped, and only
+  those: for library calls (`inference.Colorizer.from_workdir`) from a user's own Python."""
+  import logging as std_logging  # pylint: disable=g-import-not-at-top
+  notice_filter = _DropReadOnlyNotice()
+  logger = std_logging.getLogger("absl")
+  logger.addFilter(notice_filter)
+  try:
+    yield
+  finally:
+    logger.removeFilter(notice_filter)
 
 
 def quiet_libraries(verbose: bool = False) -> None:
