@@ -33,10 +33,11 @@ passes their specs and names.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from absl import flags
 import jax
@@ -174,6 +175,44 @@ def export_onnx(colorizer: Any, out_dir: str) -> str:
   return path
 
 
+@contextlib.contextmanager
+def _stablehlo_readable_by_tensorflow() -> Iterator[None]:
+  """jax.export's StableHLO written in a version the installed TensorFlow reads.
+
+  jax serializes for consumers at most 4 weeks older than itself (StableHLO 1.22 for jax
+  0.12.1), while TF 2.21's XlaCallModule reads up to 1.13.7 and rejects newer operations
+  (`vhlo.custom_call_v2`). StableHLO's portable artifacts can target an older version, so
+  while the SavedModel is traced, jax's serializer (a private function: `jax._src.export.
+  _export._module_to_bytecode`, checked for at run time) targets the smaller of the two.
+  """
+  from jax._src.export import _export as export_internals  # pylint: disable=g-import-not-at-top
+  from jax._src.lib import _jax  # pylint: disable=g-import-not-at-top
+  from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
+  from jaxlib.mlir.dialects import stablehlo  # pylint: disable=g-import-not-at-top
+  try:
+    from tensorflow.compiler.mlir.stablehlo import stablehlo as tf_stablehlo  # pylint: disable=g-import-not-at-top
+    tf_version = tf_stablehlo.get_current_version()
+  except (ImportError, AttributeError):
+    tf_version = None
+  original = getattr(export_internals, "_module_to_bytecode", None)
+  if tf_version is None or original is None:
+    yield  # Nothing known to adapt to: jax's own choice.
+    return
+  jax_version = stablehlo.get_version_from_compatibility_requirement(
+      stablehlo.StablehloCompatibilityRequirement.WEEK_4)
+  target = stablehlo.get_smaller_version(jax_version, tf_version)
+
+  def to_bytecode(module):
+    return _jax.mlir.serialize_portable_artifact(
+        module, target, xla_bridge.get_backend().serialize_with_sdy)
+
+  export_internals._module_to_bytecode = to_bytecode  # pylint: disable=protected-access
+  try:
+    yield
+  finally:
+    export_internals._module_to_bytecode = original  # pylint: disable=protected-access
+
+
 def export_savedmodel(colorizer: Any, out_dir: str) -> str:
   """Writes a TF SavedModel of the serving function (jax2tf) to `<out_dir>/savedmodel`."""
   from colorjax.core import tf_utils  # pylint: disable=g-import-not-at-top
@@ -187,10 +226,9 @@ def export_savedmodel(colorizer: Any, out_dir: str) -> str:
       tf_fn, autograph=False,
       input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="rgb")])
   path = os.path.join(out_dir, SAVEDMODEL_DIR)
-  tf.saved_model.save(module, path, signatures={"serving_default": module.colorize})
+  with _stablehlo_readable_by_tensorflow():  # Tracing (in save) serializes the StableHLO.
+    tf.saved_model.save(module, path, signatures={"serving_default": module.colorize})
   return path
-
-
 
 
 COMMAND = cli.Command("python -m colorjax.export", __doc__, required=("workdir",))
