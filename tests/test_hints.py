@@ -196,3 +196,32 @@ def test_stablehlo_export_takes_hint_maps(workdir, colorizer, tmp_path):
   empty = np.zeros_like(hint_ab)[None], np.zeros_like(mask)[None]
   got = np.asarray(export.load_stablehlo(out)(photo[None], *empty))[0]
   assert np.abs(got.astype(int) - colorizer(photo)).max() <= 1
+
+
+@pytest.mark.parametrize("name", ["regression_l1", "colorful", "wgan_gp", "fusion_attention"])
+def test_every_objective_and_generator_trains_with_hints(name, tmp_path):
+  """Regression, classification (Zhang et al. 2016's CNN), a GAN with n_critic > 1 and the
+  fusion generator: each takes the hint channels and scores by hint count."""
+  import json  # pylint: disable=g-import-not-at-top
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from colorjax import train  # pylint: disable=g-import-not-at-top
+  from conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  config = tiny_config(name)
+  with config.unlocked():
+    config.model.hints = True
+    config.color.prior_num_images = 6
+    config.evals = ml_collections.ConfigDict({
+        "metrics": {"type": "colorization", "every": 0},
+        "hints": {"type": "hints", "every": 0, "counts": (0, 5), "seed": 0}})
+  state = train.train_and_evaluate(config, str(tmp_path))
+  from colorjax.training import builders  # pylint: disable=g-import-not-at-top
+  generator, _ = builders.make_generator(config)
+  variables = {"params": state.ema["params"], "batch_stats": state.ema["batch_stats"]}
+  size = config.data.image_size
+  out = generator.apply(variables, jnp.zeros((1, size, size, 4)), train=False)
+  assert out["ab"].shape == (1, size, size, 2)  # Its input: L, hint a, hint b, mask...
+  with pytest.raises(Exception):
+    generator.apply(variables, jnp.zeros((1, size, size, 1)), train=False)  # ...not L alone.
+  record = json.load(open(tmp_path / "eval" / "latest.json"))
+  for count in ("0", "5"):
+    assert np.isfinite(record["by_hint_count"][count]["psnr"]), count

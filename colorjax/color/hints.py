@@ -111,19 +111,23 @@ def _patches(rng: jax.Array, height: int, width: int, num: int,
 def _paint(true_ab: jax.Array, sizes: jax.Array, rows: jax.Array, cols: jax.Array,
            active: jax.Array) -> tuple[jax.Array, jax.Array]:
   """One image's (hint ab (H, W, 2), mask (H, W, 1)): each active patch filled with the mean
-  of `true_ab` over it, later patches over earlier ones."""
+  of `true_ab` over it, in order, later patches over earlier ones (a scan over the patches:
+  memory stays one image's, whatever their number)."""
   height, width, _ = true_ab.shape
-  in_rows = ((jnp.arange(height)[None] >= rows[:, None])
-             & (jnp.arange(height)[None] < (rows + sizes)[:, None]))  # (K, H)
-  in_cols = ((jnp.arange(width)[None] >= cols[:, None])
-             & (jnp.arange(width)[None] < (cols + sizes)[:, None]))  # (K, W)
-  means = jnp.einsum("kh,hwc,kw->kc", in_rows.astype(jnp.float32), true_ab.astype(jnp.float32),
-                     in_cols.astype(jnp.float32)) / (sizes.astype(jnp.float32) ** 2)[:, None]
-  covered = in_rows[:, :, None] & in_cols[:, None, :] & active[:, None, None]  # (K, H, W)
-  order = jnp.arange(1, sizes.shape[0] + 1)[:, None, None]
-  top = jnp.argmax(jnp.where(covered, order, 0), axis=0)  # The last patch over each pixel.
-  mask = jnp.any(covered, axis=0)[..., None]
-  hint_ab = jnp.where(mask, means[top], 0.0)
+  truth = true_ab.astype(jnp.float32)
+
+  def paint_one(carry, patch):
+    hint_ab, mask = carry
+    size, row, col, on = patch
+    in_rows = (jnp.arange(height) >= row) & (jnp.arange(height) < row + size)
+    in_cols = (jnp.arange(width) >= col) & (jnp.arange(width) < col + size)
+    mean = jnp.einsum("h,hwc,w->c", in_rows.astype(jnp.float32), truth,
+                      in_cols.astype(jnp.float32)) / (size * size).astype(jnp.float32)
+    box = (in_rows[:, None] & in_cols[None, :] & on)[..., None]
+    return (jnp.where(box, mean, hint_ab), mask | box), None
+
+  empty = (jnp.zeros((height, width, 2), jnp.float32), jnp.zeros((height, width, 1), bool))
+  (hint_ab, mask), _ = jax.lax.scan(paint_one, empty, (sizes, rows, cols, active))
   return hint_ab, mask.astype(jnp.float32)
 
 
@@ -157,11 +161,13 @@ def simulate(rng: jax.Array, true_ab: jax.Array,
   return simulate_with_counts(patch_rng, true_ab, counts, cfg.max_points, cfg)
 
 
-def simulate_count(rng: jax.Array, true_ab: jax.Array, num_points: int,
-                   cfg: HintConfig) -> tuple[jax.Array, jax.Array]:
-  """Exactly `num_points` hints per image (evaluation by hint count)."""
+def simulate_count(rng: jax.Array, true_ab: jax.Array, num_points: int | jax.Array,
+                   cfg: HintConfig, capacity: int | None = None) -> tuple[jax.Array, jax.Array]:
+  """Exactly `num_points` hints per image (evaluation by hint count). A traced `num_points`
+  needs `capacity`, a static upper bound, so that one compilation serves every count."""
+  capacity = max(int(num_points if capacity is None else capacity), 1)
   counts = jnp.full((true_ab.shape[0],), num_points, jnp.int32)
-  return simulate_with_counts(rng, true_ab, counts, max(num_points, 1), cfg)
+  return simulate_with_counts(rng, true_ab, counts, capacity, cfg)
 
 
 # ------------------------------------------------------------------------------------------

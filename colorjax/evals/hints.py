@@ -18,7 +18,7 @@ otherwise.
 from __future__ import annotations
 
 import math
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import jax
 import jax.numpy as jnp
@@ -45,27 +45,26 @@ def eval_patch_size(patch_size: int, image_size: int) -> int:
   return patch_size or max(1, round(_PAPER_PATCH * image_size / _PAPER_SIZE))
 
 
-def revealed_hints(seed: int, batch_index: int | jax.Array, true_ab: jax.Array, count: int,
-                   patch_size: int) -> tuple[jax.Array, jax.Array]:
-  """`count` hints per image of eval batch `batch_index`, the same at every step and run."""
+def revealed_hints(seed: int, batch_index: int | jax.Array, true_ab: jax.Array,
+                   count: int | jax.Array, patch_size: int,
+                   capacity: int | None = None) -> tuple[jax.Array, jax.Array]:
+  """`count` hints per image of eval batch `batch_index`, the same at every step and run
+  (`capacity`: a static bound on a traced `count`)."""
   rng = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), batch_index), count)
   cfg = hints_lib.HintConfig(min_patch=patch_size, max_patch=patch_size)
-  return hints_lib.simulate_count(rng, true_ab, count, cfg)
+  return hints_lib.simulate_count(rng, true_ab, count, cfg, capacity)
 
 
-def metrics_by_count(parts: steps.StepParts, state: steps.TrainState, rgb: jax.Array,
-                     batch_index: jax.Array, *, counts: Sequence[int], seed: int,
-                     patch_size: int) -> dict[str, jax.Array]:
-  """Per-image metrics (B,) of the averaged generator with each number of hints."""
+def metrics_with_hints(parts: steps.StepParts, state: steps.TrainState, rgb: jax.Array,
+                       batch_index: jax.Array, count: jax.Array, *, capacity: int, seed: int,
+                       patch_size: int) -> dict[str, jax.Array]:
+  """Per-image metrics (B,) of the averaged generator with `count` revealed hints (traced: one
+  compilation serves every count up to `capacity`)."""
   l, true_ab = lab.uint8_to_model_inputs(rgb)
-  out = {}
-  for count in counts:
-    hint_ab, mask = revealed_hints(seed, batch_index, true_ab, count, patch_size)
-    pred = steps.predict_ab(parts, state.ema, hints_lib.generator_input(l, hint_ab, mask))
-    scores = metrics_lib.image_metrics(l, pred, true_ab, pixel_weights=parts.pixel_weights)
-    out.update({f"{count_key(count)}/{k}": v for k, v in scores.items()
-                if not k.startswith(("gray_", "true_"))})
-  return out
+  hint_ab, mask = revealed_hints(seed, batch_index, true_ab, count, patch_size, capacity)
+  pred = steps.predict_ab(parts, state.ema, hints_lib.generator_input(l, hint_ab, mask))
+  scores = metrics_lib.image_metrics(l, pred, true_ab, pixel_weights=parts.pixel_weights)
+  return {k: v for k, v in scores.items() if not k.startswith(("gray_", "true_"))}
 
 
 @base.EVALUATORS.register("hints")
@@ -87,9 +86,9 @@ class HintMetrics(base.Evaluator):
     self.counts = tuple(sorted(set(options.counts)))
     self.patch_size = eval_patch_size(options.get("patch_size", 0),
                                       context.config.data.image_size)
-    score = lambda state, rgb, index: metrics_by_count(
-        context.parts, state, rgb, index, counts=self.counts, seed=options.get("seed", 0),
-        patch_size=self.patch_size)
+    score = lambda state, rgb, index, count: metrics_with_hints(
+        context.parts, state, rgb, index, count, capacity=max(self.counts),
+        seed=options.get("seed", 0), patch_size=self.patch_size)
     self._metrics = jax.jit(score, out_shardings=batch)
     self._sums = jax.jit(colorization.masked_sums, out_shardings=replicated)
 
@@ -98,11 +97,14 @@ class HintMetrics(base.Evaluator):
     if self.context.parts.hints is None:
       return  # A model without hint inputs: nothing to score.
     batches, _ = self.context.batches()
-    per_batch = jax.device_get([self._sums(self._metrics(state, images, jnp.int32(i)), mask)
-                                for i, (images, mask) in enumerate(batches)])
-    self.num_images = sum(int(count) for _, count in per_batch)
+    # Dispatched batch after batch and count after count, read once at the end.
+    per_batch = jax.device_get([
+        [self._sums(self._metrics(state, images, jnp.int32(i), jnp.int32(count)), mask)
+         for count in self.counts] for i, (images, mask) in enumerate(batches)])
+    self.num_images = sum(int(by_count[0][1]) for by_count in per_batch)
     if not per_batch:
       return
-    for key in sorted(per_batch[0][0]):
-      total = math.fsum(float(sums[key]) for sums, _ in per_batch)
-      yield key, total / max(self.num_images, 1)
+    for c, count in enumerate(self.counts):
+      for key in sorted(per_batch[0][c][0]):
+        total = math.fsum(float(by_count[c][0][key]) for by_count in per_batch)
+        yield f"{count_key(count)}/{key}", total / max(self.num_images, 1)
