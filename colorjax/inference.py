@@ -204,7 +204,8 @@ class Colorizer:
 
   def __init__(self, config: ml_collections.ConfigDict, generator: Any, decode: Any,
                variables: PyTree, step: int, render_size: int | None = None,
-               batch_size: int = 8, hint_patch_size: int = 3):
+               batch_size: int = 8,
+               hint_patch_size: int = hints_lib.USER_PATCH_SIZE):
     self.config = config
     self.generator = generator
     self.decode = decode

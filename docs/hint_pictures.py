@@ -13,7 +13,8 @@ patch. Writes
 
 and prints the markdown table of PSNR and colourfulness by hint count.
 
-  python docs/hint_pictures.py --workdir=runs/hints_cifar --eval_json=runs/hints_cifar/eval/latest.json \
+  python docs/hint_pictures.py --workdir=runs/hints_cifar \
+    --eval_json=runs/hints_cifar/eval/latest.json --baseline_workdir=runs/lsgan_cifar \
     --picture=docs/pictures/hints.png --curve=docs/pictures/hints_curve.png
 """
 
@@ -107,6 +108,8 @@ def main(argv: list[str]) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--workdir", required=True, help="a workdir trained with hints")
   parser.add_argument("--eval_json", default="", help="eval/latest.json with by_hint_count")
+  parser.add_argument("--baseline_workdir", default="",
+                      help="the same config trained without hints: its PSNR on the photos")
   parser.add_argument("--picture", default="", help="before/after PNG to write")
   parser.add_argument("--picture_hints", type=int, default=10, help="hints per photo in it")
   parser.add_argument("--curve", default="", help="PSNR-vs-hints PNG to write")
@@ -136,6 +139,13 @@ def main(argv: list[str]) -> int:
           f"({np.mean([s.true_colorfulness for s in scores]):.1f}) |")
     curve.append((count, psnr))
   print(f"| gray | {np.mean([s.gray_psnr for s in scores]):.2f} | 0 |")
+  if args.baseline_workdir:
+    baseline = inference.Colorizer.from_workdir(args.baseline_workdir,
+                                                render_size=args.render_size)
+    scores = [quality.score_photo(baseline, photo) for photo in photos]
+    print(f"| without hints ({args.baseline_workdir}, step {baseline.step}) | "
+          f"{np.mean([s.psnr for s in scores]):.2f} | "
+          f"{np.mean([s.colorfulness for s in scores]):.1f} |")
 
   if args.curve:
     series = {"full-size photos (skimage)": curve}

@@ -39,6 +39,9 @@ import numpy as np
 from colorjax.color import lab
 
 HINT_CHANNELS = 3  # hint ab (2) + mask (1), after the L channel.
+# The side, in render pixels, of the square a user hint covers: within the 1-9 px of training,
+# small enough to sit inside the object clicked on at 32 px.
+USER_PATCH_SIZE = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,7 +177,8 @@ def simulate_count(rng: jax.Array, true_ab: jax.Array, num_points: int | jax.Arr
 # User hints.
 # ------------------------------------------------------------------------------------------
 def rasterize(points: Sequence[tuple[float, float, float, float]], image_hw: tuple[int, int],
-              render_size: int, patch_size: int = 3) -> tuple[np.ndarray, np.ndarray]:
+              render_size: int,
+              patch_size: int = USER_PATCH_SIZE) -> tuple[np.ndarray, np.ndarray]:
   """User hints -> (hint ab (R, R, 2), mask (R, R, 1)) at the render resolution.
 
   `points` are (x, y, a, b): x, y in the full-resolution image's pixel coordinates (x to the

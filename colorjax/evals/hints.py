@@ -1,15 +1,17 @@
 """The "hints" evaluator: the averaged generator's metrics by number of hints revealed.
 
-As Zhang et al. 2017 (Fig. 4, their `test_sweep.py`) do, every eval image gets 0, 1, 2, 5, 10,
+As Zhang et al. 2017 do (their PSNR-vs-points sweep, `test_sweep.py`), every eval image gets 0, 1, 2, 5, 10,
 20, 50 and 100 hints taken from its own truth (`hints.simulate_count`: positions normal around
 the centre, each hint the mean ab of its patch) at a fixed seed, so every run and every step
 sees the same hints; PSNR, SSIM, colourfulness, ab error and AuC are averaged per count.
 
   config.evals.hints = dict(type="hints", every=0, counts=(0, 1, 2, 5, 10, 20, 50, 100),
-                            seed=0, patch_size=0)
+                            seed=0, patch_size=3)
 
-`patch_size` is the side of each revealed patch in render pixels; 0 scales the paper's sweep
-(6 px at 256 px) to the render size (1 px at 32 px, 3 px at 128 px). Keys: `hints_010/psnr`
+`patch_size` is the side of each revealed patch in render pixels: by default 3, the square a
+user hint covers (`hints.USER_PATCH_SIZE`), so the numbers are what hints given through the
+interface do; 0 scales the paper's sweep (6 px at 256 px) to the render size (1 px
+at 32 px, 3 px at 128 px), hints carrying the paper's share of the image. Keys: `hints_010/psnr`
 (TensorBoard `eval/hints_010/psnr`); the eval JSON groups them by count under `by_hint_count`.
 Only a model trained with hints (`config.model.hints`) is scored; the entry is skipped
 otherwise.
@@ -84,7 +86,7 @@ class HintMetrics(base.Evaluator):
     super().__init__(context, options)
     replicated, batch = builders.shardings(context.mesh)
     self.counts = tuple(sorted(set(options.counts)))
-    self.patch_size = eval_patch_size(options.get("patch_size", 0),
+    self.patch_size = eval_patch_size(options.get("patch_size", hints_lib.USER_PATCH_SIZE),
                                       context.config.data.image_size)
     score = lambda state, rgb, index, count: metrics_with_hints(
         context.parts, state, rgb, index, count, capacity=max(self.counts),
