@@ -1,9 +1,10 @@
 """The "hints" evaluator: the averaged generator's metrics by number of hints revealed.
 
-As Zhang et al. 2017 do (their PSNR-vs-points sweep, `test_sweep.py`), every eval image gets 0, 1, 2, 5, 10,
-20, 50 and 100 hints taken from its own truth (`hints.simulate_count`: positions normal around
-the centre, each hint the mean ab of its patch) at a fixed seed, so every run and every step
-sees the same hints; PSNR, SSIM, colourfulness, ab error and AuC are averaged per count.
+As Zhang et al. 2017 do (their PSNR-vs-points sweep, `test_sweep.py`), every eval image gets
+0, 1, 2, 5, 10, 20, 50 and 100 hints taken from its own truth (`hints.simulate_count`:
+positions normal around the centre, each hint the mean ab of its patch) at a fixed seed, so
+every run and every step sees the same hints; PSNR, SSIM, colourfulness, ab error and AuC are
+averaged per count.
 
   config.evals.hints = dict(type="hints", every=0, counts=(0, 1, 2, 5, 10, 20, 50, 100),
                             seed=0, patch_size=3)
