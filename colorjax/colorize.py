@@ -19,6 +19,19 @@ run); 1 some inputs failed (unreadable, unwritable), the others were done; 2 not
 done (every input failed, or none matched) or a usage error (a bad flag, a workdir without a
 checkpoint).
 
+A model trained with hints (configs/hints.py) also takes colours the user chooses, per photo,
+from a JSON file (Zhang et al. 2017's local hints; `colorjax.inference`):
+
+  python -m colorjax.colorize --workdir=runs/hints photo.jpg -o colorized/ --hints=hints.json
+
+  {"photo.jpg": [[120, 45, [200, 30, 40]], [300, 210, "#2060c0"]]}
+
+Each key names an input (as given on the command line, or its file name); each hint is
+[x, y, colour] with x, y in the photo's full-resolution pixels (x to the right, y down) and the
+colour as [r, g, b] (0-255) or "#rrggbb". Photos without an entry are colorized automatically.
+A file that cannot be read or parsed, a malformed hint, or a key that names no input is one
+error line (exit 2) before anything is colorized; a hint outside its photo skips that photo.
+
 Videos (.mp4, .m4v, .mov, .avi, .mkv, .webm, named as files or globs) become
 `<OUT>/<stem>_color<the input's extension>`, with stable colours over time, audio copied and
 the input's size, frame rate and frame count (see `colorjax.video`):
@@ -31,6 +44,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import glob
+import json
 import os
 import sys
 from typing import Iterable, Sequence
@@ -74,6 +88,9 @@ flags.DEFINE_enum("backend", "auto", ["auto", "jax", "onnxruntime"],  # inferenc
                   "what runs the model: onnxruntime (ONNX Runtime, CPU; the onnx extra), jax, "
                   "or auto: onnxruntime on a CPU where it is installed, jax otherwise",
                   flag_values=_FLAGS)
+flags.DEFINE_string("hints", None,
+                    "JSON file of colour hints per photo, {\"photo.jpg\": [[x, y, [r, g, b]], "
+                    "...]} (a model trained with hints; see above)", flag_values=_FLAGS)
 flags.DEFINE_bool("overwrite", False,
                   "redo outputs that already exist; without it they are kept, with a notice",
                   flag_values=_FLAGS)
@@ -137,14 +154,84 @@ def expand_inputs(inputs: Sequence[str], out_dir: str,
   return jobs, problems
 
 
+# ------------------------------------------------------------------------------------------
+# Hints file.
+# ------------------------------------------------------------------------------------------
+def _colour(value: object, where: str) -> tuple[int, int, int]:
+  """[r, g, b] (0-255) or "#rrggbb" -> (r, g, b)."""
+  if isinstance(value, str) and len(value) == 7 and value[0] == "#":
+    try:
+      return tuple(int(value[i:i + 2], 16) for i in (1, 3, 5))
+    except ValueError:
+      pass
+  elif (isinstance(value, list) and len(value) == 3
+        and all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255
+                for c in value)):
+    return tuple(value)
+  raise errors.UserError(f"{where}: colour {value!r} is neither [r, g, b] (integers 0-255) "
+                         "nor \"#rrggbb\"")
+
+
+def _hint(value: object, where: str) -> tuple[float, float, tuple[int, int, int]]:
+  number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+  if not (isinstance(value, list) and len(value) == 3 and number(value[0])
+          and number(value[1])):
+    raise errors.UserError(f"{where}: {json.dumps(value)} is not [x, y, colour]")
+  return float(value[0]), float(value[1]), _colour(value[2], where)
+
+
+def read_hints(path: str) -> dict[str, list[tuple[float, float, tuple[int, int, int]]]]:
+  """{input name: [(x, y, (r, g, b)), ...]} from a --hints JSON file; raises UserError."""
+  try:
+    with open(path, encoding="utf-8") as f:
+      data = json.load(f)
+  except OSError as e:
+    raise errors.UserError(f"--hints={path}: cannot read it: {e.strerror or e}") from None
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise errors.UserError(f"--hints={path}: not JSON: {e}") from None
+  if not isinstance(data, dict):
+    raise errors.UserError(f"--hints={path}: must be an object {{\"photo.jpg\": "
+                           "[[x, y, [r, g, b]], ...]}}")
+  table = {}
+  for name, hints in data.items():
+    if not isinstance(hints, list):
+      raise errors.UserError(f"--hints={path}: {name!r} must map to a list of [x, y, colour]")
+    table[name] = [_hint(h, f"--hints={path}: {name!r} hint {i}") for i, h in enumerate(hints)]
+  return table
+
+
+def hints_for_jobs(table: dict[str, list], jobs: Sequence["Job"], path: str) -> dict[str, list]:
+  """{job.source: its hints}: each key of `table` names an input by the path given or found, or
+  by its file name when that is unique; a key naming no input is a UserError."""
+  by_path = {_resolved(job.source): job.source for job in jobs}
+  by_name = collections.defaultdict(list)
+  for job in jobs:
+    by_name[os.path.basename(job.source)].append(job.source)
+  found = {}
+  for key, hints in table.items():
+    if _resolved(key) in by_path:
+      found[by_path[_resolved(key)]] = hints
+    elif len(by_name.get(key, ())) == 1:
+      found[by_name[key][0]] = hints
+    else:
+      what = "names several inputs" if by_name.get(key) else "names no input"
+      raise errors.UserError(f"--hints={path}: {key!r} {what}; key each photo by its path or "
+                             "its unique file name")
+  return found
+
+
 def _batches(jobs: Sequence[Job], size: int) -> Iterable[list[Job]]:
   for start in range(0, len(jobs), size):
     yield list(jobs[start:start + size])
 
 
 def run(colorizer, jobs: Sequence[Job], fmt: str, quality: int, batch_size: int,
-        progress: bool = True) -> tuple[list[str], list[tuple[str, str]]]:
-  """Colorizes `jobs`; returns (written outputs, [(input, reason)] for skipped inputs)."""
+        progress: bool = True, hints: dict[str, list] | None = None
+        ) -> tuple[list[str], list[tuple[str, str]]]:
+  """Colorizes `jobs`; returns (written outputs, [(input, reason)] for skipped inputs).
+
+  `hints`: {job.source: [(x, y, (r, g, b)), ...]} for the photos that have hints."""
+  hints = hints or {}
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
   written, skipped = [], []
   with tqdm(total=len(jobs), unit="img", disable=not progress, file=sys.stderr) as bar:
@@ -153,10 +240,17 @@ def run(colorizer, jobs: Sequence[Job], fmt: str, quality: int, batch_size: int,
       for job in batch:
         try:
           # Colorizing needs no minimum size: a 1x1 image is upsampled like any other.
-          ready.append((job, images.to_model_input(images.read_image(job.source, min_side=1))))
+          array = images.to_model_input(images.read_image(job.source, min_side=1))
+          if job.source in hints:  # Checked here, where the photo's size is known.
+            colorizer.hint_maps(array.shape[:2], hints[job.source])
+          ready.append((job, array))
         except images.ImageError as e:
           skipped.append((job.source, e.detail))
-      results = colorizer.colorize_batch([array for _, array in ready]) if ready else []
+        except ValueError as e:
+          skipped.append((job.source, f"bad hint: {e}"))
+      results = colorizer.colorize_batch(
+          [array for _, array in ready],
+          [hints.get(job.source) for job, _ in ready]) if ready else []
       for (job, _), result in zip(ready, results):
         try:
           images.save_image(result, job.output, fmt, quality)
@@ -219,6 +313,8 @@ def _colorize(args: cli.Args) -> int:
   from colorjax.core import console  # pylint: disable=g-import-not-at-top
   console.quiet_libraries()  # Before TensorFlow or Orbax load.
   jobs, skipped = expand_inputs(args.inputs, args.out, FORMATS[args.format])
+  table = read_hints(args.hints) if args.hints else {}
+  job_hints = hints_for_jobs(table, jobs, args.hints)
   jobs, kept = split_existing(jobs, args.overwrite)
   written = []
   if jobs:
@@ -229,11 +325,17 @@ def _colorize(args: cli.Args) -> int:
                                                    args.batch_size, backend=args.backend)
     except (FileNotFoundError, checkpointing.CheckpointError) as e:
       return errors.report(e)  # No usable or no fitting checkpoint: one line.
+    if job_hints and not colorizer.takes_hints:
+      raise errors.UserError(f"--hints: the model in {args.workdir} was trained without hints "
+                             "(config.model.hints=False); train one with configs/hints.py")
     from colorjax import video  # pylint: disable=g-import-not-at-top
     videos = [job for job in jobs if video.is_video(job.source)]
     photos = [job for job in jobs if job not in videos]
+    if any(job.source in job_hints for job in videos):
+      raise errors.UserError("--hints: hints apply to photos, not videos")
     written, failed = (run(colorizer, photos, args.format, args.quality, args.batch_size,
-                           progress=not args.no_progress) if photos else ([], []))
+                           progress=not args.no_progress, hints=job_hints)
+                       if photos else ([], []))
     # A video keeps its container: <stem>_color<the input's extension>.
     video_written, video_failed = video.run_jobs(
         colorizer, [(job.source, final_output(job)) for job in videos],

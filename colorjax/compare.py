@@ -42,6 +42,7 @@ import numpy as np
 
 from colorjax import inference
 from colorjax import train
+from colorjax.color import hints
 from colorjax.color import lab
 from colorjax.core import checkpointing
 from colorjax.core import cli
@@ -195,10 +196,14 @@ def predict_rgb(config: ml_collections.ConfigDict, workdir: str, rgb: np.ndarray
   generator, decode = builders.make_generator(config)
   variables, _ = inference.restore_inference_variables(config, generator, workdir, None)
 
+  takes_hints = hints.enabled(config)  # A hint model is compared without hints.
+
   @jax.jit
   def colorize(variables, rgb):
     l, _ = lab.uint8_to_model_inputs(rgb)
-    return lab.model_outputs_to_rgb(l, inference.apply_generator(generator, decode, variables, l))
+    model_input = hints.automatic_input(l) if takes_hints else l
+    return lab.model_outputs_to_rgb(
+        l, inference.apply_generator(generator, decode, variables, model_input))
   return np.asarray(colorize(variables, jnp.asarray(rgb)))
 
 

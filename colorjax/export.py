@@ -6,6 +6,15 @@ The serving signature (every format) is the whole colorize path of `colorjax.inf
 
   colorize(rgb: uint8[b, h, w, 3]) -> uint8[b, h, w, 3]
 
+A model trained with hints (configs/hints.py, Zhang et al. 2017) takes them as two more inputs
+at the render size R (signature.json's "render_size"), as `colorjax.color.hints` lays them out:
+
+  colorize(rgb: uint8[b, h, w, 3], hint_ab: float32[b, R, R, 2], hint_mask: float32[b, R, R, 1])
+
+`hint_ab` is a, b / 110 where hinted and 0 elsewhere, `hint_mask` 1 where hinted; zeros give
+the automatic result (`colorjax.color.hints.rasterize` makes both from (x, y, a, b) points).
+The SavedModel of a hint model keeps the one-input signature and colorizes automatically.
+
 `b`, `h` and `w` are symbolic: one export takes any batch size and any image size. Inside, the
 luminance of `rgb` gives the full-resolution L, the model runs on L resized to a square of
 `render_size` (--size; default the training size), and its ab is upsampled to (h, w) and
@@ -65,13 +74,43 @@ def serving_function(colorizer: Any) -> Callable[[jax.Array], jax.Array]:
 
   def colorize(rgb: jax.Array) -> jax.Array:
     l_full, l_render = inference.prepare(rgb, render_size)
+    if getattr(colorizer, "takes_hints", False):  # A hint model, run without hints.
+      from colorjax.color import hints  # pylint: disable=g-import-not-at-top
+      l_render = hints.automatic_input(l_render)
     ab = inference.apply_generator(colorizer.generator, colorizer.decode, variables, l_render)
+    return inference.finish(rgb, l_full, ab)
+  return colorize
+
+
+def hint_serving_function(colorizer: Any) -> Callable[..., jax.Array]:
+  """`serving_function` of a hint model: (rgb, hint_ab (b, R, R, 2), hint_mask (b, R, R, 1))
+  -> colorized uint8 RGB (b, h, w, 3)."""
+  from colorjax import inference  # pylint: disable=g-import-not-at-top
+  from colorjax.color import hints  # pylint: disable=g-import-not-at-top
+  render_size, variables = colorizer.render_size, colorizer.variables
+
+  def colorize(rgb: jax.Array, hint_ab: jax.Array, hint_mask: jax.Array) -> jax.Array:
+    l_full, l_render = inference.prepare(rgb, render_size)
+    model_input = hints.generator_input(l_render, hint_ab, hint_mask)
+    ab = inference.apply_generator(colorizer.generator, colorizer.decode, variables, model_input)
     return inference.finish(rgb, l_full, ab)
   return colorize
 
 
 def _input_spec() -> jax.ShapeDtypeStruct:
   return jax.ShapeDtypeStruct(jax_export.symbolic_shape(INPUT_SHAPE), np.uint8)
+
+
+def _input_specs(colorizer: Any) -> tuple[jax.ShapeDtypeStruct, ...]:
+  """The exported function's inputs: rgb, and for a hint model the hint map and mask (their
+  batch the same symbol as rgb's)."""
+  rgb = _input_spec()
+  if not getattr(colorizer, "takes_hints", False):
+    return (rgb,)
+  b = rgb.shape[0]
+  size = colorizer.render_size
+  return (rgb, jax.ShapeDtypeStruct((b, size, size, 2), np.float32),
+          jax.ShapeDtypeStruct((b, size, size, 1), np.float32))
 
 
 def lower_stablehlo(colorizer: Any,
@@ -83,8 +122,10 @@ def lower_stablehlo(colorizer: Any,
   CPU included, where im2col only pays for gradients. The weights are the same either way.
   """
   colorizer = colorizer.with_conv("auto", platforms)
-  return jax_export.export(jax.jit(serving_function(colorizer)),
-                           platforms=tuple(platforms))(_input_spec())
+  serve = (hint_serving_function if getattr(colorizer, "takes_hints", False)
+           else serving_function)
+  return jax_export.export(jax.jit(serve(colorizer)),
+                           platforms=tuple(platforms))(*_input_specs(colorizer))
 
 
 def export_stablehlo(colorizer: Any, out_dir: str,
@@ -100,6 +141,7 @@ def export_stablehlo(colorizer: Any, out_dir: str,
       "outputs": [{"name": "rgb", "dtype": "uint8", "shape": ["b", "h", "w", 3],
                    "meaning": "the input's L with the model's ab, upsampled to (h, w)"}],
       "render_size": colorizer.render_size,
+      "hints": bool(getattr(colorizer, "takes_hints", False)),
       "step": colorizer.step,
       "generator": colorizer.config.model.generator,
       "platforms": list(exported.platforms),
@@ -108,6 +150,15 @@ def export_stablehlo(colorizer: Any, out_dir: str,
       "load": "colorjax.export.load_stablehlo(path), or "
               "jax.export.deserialize(bytearray(open(path, 'rb').read())).call(rgb)",
   }
+  if signature["hints"]:
+    size = colorizer.render_size
+    signature["function"] = "colorize(rgb, hint_ab, hint_mask) -> rgb"
+    signature["inputs"] += [
+        {"name": "hint_ab", "dtype": "float32", "shape": ["b", size, size, 2],
+         "meaning": "CIE a, b / 110 of the wanted colour where hinted, 0 elsewhere, at the "
+                    "render size"},
+        {"name": "hint_mask", "dtype": "float32", "shape": ["b", size, size, 1],
+         "meaning": "1 where hinted, 0 elsewhere; all zeros: the automatic result"}]
   files.write_bytes(os.path.join(out_dir, SIGNATURE_FILE),
                 json.dumps(signature, indent=2).encode())
   return exported
@@ -152,16 +203,19 @@ def onnx_serving(colorizer: Any) -> Any:
 
 def onnx_generator(colorizer: Any) -> Any:
   """The generator and its decoding as an `onnx.ModelProto`: float32 "l_norm"
-  (b, R, R, 1) -> "ab_norm" (b, R, R, 2), R the render size, b dynamic (the onnxruntime
-  backend of `inference.Colorizer`)."""
+  (b, R, R, C) -> "ab_norm" (b, R, R, 2), R the render size, b dynamic (the onnxruntime
+  backend of `inference.Colorizer`). C is 1, or 4 for a model trained with hints: L, the hint
+  ab and the hint mask (`color.hints.generator_input`)."""
   from colorjax import inference, onnx_export  # pylint: disable=g-import-not-at-top
+  from colorjax.color import hints  # pylint: disable=g-import-not-at-top
   colorizer = colorizer.with_conv("xla")
-  size = colorizer.render_size
+  size, channels = colorizer.render_size, hints.input_channels(colorizer.config)
 
   def generator(l_norm: jax.Array) -> jax.Array:
     return inference.apply_generator(colorizer.generator, colorizer.decode, colorizer.variables,
                                      l_norm)
-  spec = jax.ShapeDtypeStruct(jax_export.symbolic_shape(f"b, {size}, {size}, 1"), np.float32)
+  spec = jax.ShapeDtypeStruct(jax_export.symbolic_shape(f"b, {size}, {size}, {channels}"),
+                              np.float32)
   model = onnx_export.to_onnx(generator, spec, input_names=[GENERATOR_INPUT],
                               output_names=[GENERATOR_OUTPUT])
   return _onnx_metadata(model, colorizer)

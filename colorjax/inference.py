@@ -17,6 +17,14 @@ colour them), and waste model compute on them, in exchange for keeping the aspec
 squeeze of a 4:3 or 16:9 photo barely changes the local statistics the model colours from,
 and the chroma is upsampled back onto the undistorted full-resolution L anyway.
 
+User hints (a model trained with `config.model.hints`, Zhang et al. 2017): `colorizer(photo,
+hints=[(x, y, (r, g, b)), ...])` asks for colour (r, g, b) at full-resolution pixel (x, y).
+Each hint's ab is the a, b of Lab(r, g, b), the chroma of the colour the user picked; the
+result keeps the photo's own L there, so a hint sets hue and saturation, never lightness (a
+dark red picked for a bright wall gives a bright red wall). The hints become the hint map and
+mask at the render size (`hints.rasterize`: a `hint_patch_size` square of render pixels each)
+and go into the model with L; without hints (None or []) the result is the automatic one.
+
 Compilation: the model part is one jitted function, compiled once per (batch, render size);
 the full-resolution steps (Lab conversion, resizes, recombination) are jitted per image shape,
 elementwise kernels that compile in a fraction of a second and run fused.
@@ -34,11 +42,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from colorjax.color import hints as hints_lib
 from colorjax.color import lab
 
 PyTree = Any
 CONFIG_FILE = "config.json"
 _SCALES = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+# A user hint: (x, y, (r, g, b)), full-resolution pixel coordinates and an 8-bit sRGB colour.
+Hint = tuple[float, float, tuple[int, int, int]]
 
 
 # ------------------------------------------------------------------------------------------
@@ -101,9 +112,33 @@ def finish(image: jax.Array, l_full: jax.Array, ab_norm: jax.Array) -> jax.Array
   return out
 
 
+def hint_lab(hints: Sequence[Hint] | None) -> list[tuple[float, float, float, float]]:
+  """User hints (x, y, (r, g, b)) -> (x, y, a, b): a, b of the picked colour's CIE Lab.
+
+  Raises ValueError naming the first malformed hint (not a pair of coordinates and three
+  integers 0-255).
+  """
+  points = []
+  for i, hint in enumerate(hints or ()):
+    try:
+      x, y, colour = hint
+      r, g, b = colour
+      x, y = float(x), float(y)
+    except (TypeError, ValueError):
+      raise ValueError(f"hint {i}: {hint!r} is not (x, y, (r, g, b))") from None
+    if not all(isinstance(c, (int, np.integer)) and 0 <= c <= 255 for c in (r, g, b)):
+      raise ValueError(f"hint {i}: colour {colour!r} is not three integers 0-255")
+    points.append((x, y, np.asarray([r, g, b], np.float32) / 255.0))
+  if not points:
+    return []
+  ab = np.asarray(lab.rgb_to_lab(np.stack([rgb for _, _, rgb in points])))[:, 1:]
+  return [(x, y, float(a), float(b)) for (x, y, _), (a, b) in zip(points, ab)]
+
+
 def apply_generator(generator: Any, decode: Any, variables: PyTree,
                     l_norm: jax.Array) -> jax.Array:
-  """The EMA generator in inference mode: normalised L (B, R, R, 1) -> normalised ab."""
+  """The EMA generator in inference mode: normalised L (B, R, R, 1) -> normalised ab; a hint
+  model's input is L with its hint map and mask, (B, R, R, 4)."""
   out = generator.apply(variables, l_norm, train=False)
   return decode(out)
 
@@ -187,7 +222,8 @@ class Colorizer:
 
   def __init__(self, config: ml_collections.ConfigDict, generator: Any, decode: Any,
                variables: PyTree, step: int, render_size: int | None = None,
-               batch_size: int = 8):
+               batch_size: int = 8,
+               hint_patch_size: int = hints_lib.USER_PATCH_SIZE):
     self.config = config
     self.generator = generator
     self.decode = decode
@@ -195,9 +231,15 @@ class Colorizer:
     self.step = step
     self.render_size = int(render_size or config.data.image_size)
     self.batch_size = max(1, int(batch_size))
+    # Whether the generator takes hints (L, hint ab, mask), and the side in render pixels of
+    # the square each user hint covers (inside the 1-9 px of the training simulation).
+    self.takes_hints = hints_lib.enabled(config)
+    self.hint_patch_size = int(hint_patch_size)
+    channels = hints_lib.input_channels(config)
     # Fails now, with the model's own message, on a render size it cannot take.
     jax.eval_shape(lambda l: apply_generator(generator, decode, variables, l),
-                   jax.ShapeDtypeStruct((1, self.render_size, self.render_size, 1), jnp.float32))
+                   jax.ShapeDtypeStruct((1, self.render_size, self.render_size, channels),
+                                        jnp.float32))
     self._model = jax.jit(functools.partial(apply_generator, generator, decode))
     self._prepare = jax.jit(prepare, static_argnums=1)
     self._finish = jax.jit(finish)
@@ -241,11 +283,13 @@ class Colorizer:
     export."""
     generator = self.generator.clone(conv=inference_conv(conv, platforms))
     return Colorizer(self.config, generator, self.decode, self.variables, self.step,
-                     self.render_size, self.batch_size)
+                     self.render_size, self.batch_size, self.hint_patch_size)
 
   def predict_ab(self, l_norm: np.ndarray) -> np.ndarray:
     """Normalised L (B, R, R, 1) -> normalised ab (B, R, R, 2); pads B to a power of two so
     that at most log2(batch_size) + 1 batch shapes are ever compiled."""
+    if self.takes_hints and l_norm.shape[-1] == 1:
+      l_norm = hints_lib.automatic_input(jnp.asarray(l_norm))
     count = l_norm.shape[0]
     padded = 1 << max(0, count - 1).bit_length()
     if padded > count:
@@ -253,21 +297,50 @@ class Colorizer:
                                                   l_norm.dtype)])
     return self._model(self.variables, l_norm)[:count]
 
-  def colorize_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Colorizes images of any sizes; the model runs on up to `batch_size` of them at once."""
+  def hint_maps(self, image_hw: tuple[int, int],
+                hints: Sequence[Hint] | None) -> tuple[np.ndarray, np.ndarray]:
+    """(hint ab (R, R, 2), mask (R, R, 1)) of user hints on an image of `image_hw` (H, W)."""
+    if hints and not self.takes_hints:
+      raise ValueError("this model was trained without hints (config.model.hints=False); "
+                       "train one with configs/hints.py to use them")
+    return hints_lib.rasterize(hint_lab(hints), image_hw, self.render_size,
+                               self.hint_patch_size)
+
+  def colorize_batch(self, images: Sequence[np.ndarray],
+                     hints: Sequence[Sequence[Hint] | None] | None = None) -> list[np.ndarray]:
+    """Colorizes images of any sizes; the model runs on up to `batch_size` of them at once.
+
+    `hints`: None, or one list of user hints (or None) per image (see `__call__`).
+    """
     images = [as_hwc(image) for image in images]
+    hints = [None] * len(images) if hints is None else list(hints)
+    if len(hints) != len(images):
+      raise ValueError(f"{len(hints)} hint lists for {len(images)} images")
+    # Rasterised up front: a bad hint fails before any image is colorized.
+    maps = [self.hint_maps(image.shape[:2], h) if h else None for image, h in zip(images, hints)]
     results = []
     for start in range(0, len(images), self.batch_size):
       chunk = images[start:start + self.batch_size]
+      chunk_maps = maps[start:start + self.batch_size]
       prepared = [self._prepare(image, self.render_size) for image in chunk]
-      ab = self.predict_ab(jnp.stack([l_render for _, l_render in prepared]))
+      model_in = [l_render for _, l_render in prepared]
+      if any(m is not None for m in chunk_maps):  # Then every input carries hint channels.
+        model_in = [hints_lib.automatic_input(l) if m is None else
+                    hints_lib.generator_input(l, *m) for l, m in zip(model_in, chunk_maps)]
+      ab = self.predict_ab(jnp.stack(model_in))
       for i, (image, (l_full, _)) in enumerate(zip(chunk, prepared)):
         results.append(np.asarray(self._finish(image, l_full, ab[i])))
     return results
 
-  def __call__(self, image: np.ndarray) -> np.ndarray:
-    """Colorizes one uint8 / uint16 image: (H, W), (H, W, 1), (H, W, 3) or (H, W, 4)."""
-    return self.colorize_batch([image])[0]
+  def __call__(self, image: np.ndarray, hints: Sequence[Hint] | None = None) -> np.ndarray:
+    """Colorizes one uint8 / uint16 image: (H, W), (H, W, 1), (H, W, 3) or (H, W, 4).
+
+    `hints` (a model trained with hints only): [(x, y, (r, g, b)), ...], colour (r, g, b)
+    (8-bit sRGB) wanted at full-resolution pixel (x, y) (x to the right, y down); the result
+    takes the a, b of that colour there and keeps the photo's lightness. None or [] gives the
+    automatic result.
+    """
+    return self.colorize_batch([image], None if hints is None else [hints])[0]
 
 
 # ------------------------------------------------------------------------------------------
@@ -324,6 +397,9 @@ class OnnxRuntimeColorizer(Colorizer):
     self._input = export.GENERATOR_INPUT
 
   def predict_ab(self, l_norm: np.ndarray) -> np.ndarray:
-    """Normalised L (B, R, R, 1) -> normalised ab (B, R, R, 2), any B in one call."""
+    """Normalised L (B, R, R, 1), or with hint channels (B, R, R, 4), -> normalised ab
+    (B, R, R, 2), any B in one call."""
+    if self.takes_hints and l_norm.shape[-1] == 1:
+      l_norm = hints_lib.automatic_input(jnp.asarray(l_norm))
     l_norm = np.asarray(l_norm, np.float32)
     return self._session.run(None, {self._input: l_norm})[0]

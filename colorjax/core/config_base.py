@@ -62,6 +62,15 @@ def get_base_config() -> ml_collections.ConfigDict:
   # elsewhere), resolved once when the trainer builds the models. Parameters are the same
   # either way; colorize, serve and export resolve "auto" for where they run.
   c.model.conv = "auto"
+  # Local colour hints (Zhang et al. 2017; colorjax/color/hints.py): the generator also takes a
+  # sparse ab hint map and its mask, simulated from the truth in training as `c.hints` says.
+  c.model.hints = False
+
+  # How training simulates hints when model.hints is on (colorjax/color/hints.py, HintConfig):
+  # a geometric number of points (stop probability p, truncated at max_points), square patches
+  # of min_patch-max_patch render pixels, each the truth's mean ab over it.
+  c.hints = ml_collections.ConfigDict(
+      {"p": 0.125, "min_patch": 1, "max_patch": 9, "max_points": 32})
 
   c.loss = ml_collections.ConfigDict()
   c.loss.gan = "lsgan"  # An objective from colorjax/training/objectives.py, or "none".

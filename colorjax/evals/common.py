@@ -18,7 +18,8 @@ scalars as TensorBoard `eval/<key>` and, when there are any, as
 `<workdir>/eval/step_{step:08d}.json` and `latest.json`; images (H, W, 3) under their own key.
 
 Types (their modules register them): "colorization" (colorjax/evals/colorization.py),
-"samples" (colorjax/evals/samples.py), "fid" (colorjax/evals/fid.py).
+"samples" (colorjax/evals/samples.py), "fid" (colorjax/evals/fid.py), "hints" (metrics by
+number of hints, colorjax/evals/hints.py).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from colorjax.evals import base
 from colorjax.training import steps
 
 # Importing the evaluator modules registers their types in `base.EVALUATORS`.
-from colorjax.evals import colorization, fid, samples  # noqa: E402,F401
+from colorjax.evals import colorization, fid, hints, samples  # noqa: E402,F401
 
 def check_config(config: ml_collections.ConfigDict
                  ) -> list[tuple[str, type[base.Evaluator], ml_collections.ConfigDict]]:
@@ -117,15 +118,23 @@ def run(evaluators: Sequence[base.Evaluator], state: steps.TrainState, step: int
 def write_eval_json(workdir: str, step: int, count: int, config: ml_collections.ConfigDict,
                     results: dict[str, float]) -> None:
   """`<workdir>/eval/step_{step:08d}.json` and `latest.json`: the averaged generator's scores
-  (`model`), the raw generator's (`raw_generator`, keys `raw_*`) and the gray baseline's
-  (`gray_baseline`, keys `gray_*`)."""
+  (`model`), the raw generator's (`raw_generator`, keys `raw_*`), the gray baseline's
+  (`gray_baseline`, keys `gray_*`) and, for a hint model, the averaged generator's by number of
+  hints (`by_hint_count`: {"10": {"psnr": ...}}, keys `hints_010/*`)."""
   def section(prefix):
     return {k[len(prefix):]: v for k, v in results.items() if k.startswith(prefix)}
-  model = {k: v for k, v in results.items() if not k.startswith(("gray_", "raw_"))}
+  model = {k: v for k, v in results.items()
+           if not k.startswith(("gray_", "raw_", hints.KEY_PREFIX))}
   # "model" is the averaged generator every consumer (colorize, serve, export) loads; the raw
   # generator is reported beside it so that a poor average shows.
   record = {"step": step, "num_images": count, "dataset": config.data.name,
             "image_size": config.data.image_size, "ema_decay": config.model.ema_decay,
             "model": model, "raw_generator": section("raw_"), "gray_baseline": section("gray_")}
+  by_count = {}
+  for key, value in section(hints.KEY_PREFIX).items():
+    count, metric = key.split("/", 1)
+    by_count.setdefault(str(int(count)), {})[metric] = value
+  if by_count:
+    record["by_hint_count"] = by_count
   for name in (f"step_{step:08d}.json", "latest.json"):
     files.write_json(os.path.join(workdir, "eval", name), record)

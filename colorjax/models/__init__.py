@@ -3,8 +3,11 @@
 Contracts every model keeps (the trainer, eval, colorize and export rely on them):
 
 * A generator is a Flax Linen module built as `GENERATORS.get(name)(dtype=..., **kwargs)`.
-  `__call__(l, *, train)` takes normalised lightness `l` of shape (B, H, W, 1) in [-1, 1] and
-  returns a dict with at least `"ab"`: (B, H, W, 2) normalised chroma in [-1, 1] (ab / 110).
+  `__call__(l, *, train)` takes normalised lightness `l` of shape (B, H, W, 1) in [-1, 1] (a
+  model trained with hints, `config.model.hints`, takes (B, H, W, 4): L, the hint ab map and
+  its mask, `colorjax.color.hints`; every generator's first layer is a convolution over its
+  input's channels, so each takes hints unchanged) and returns a dict with at least `"ab"`:
+  (B, H, W, 2) normalised chroma in [-1, 1] (ab / 110).
   Classification generators also return `"logits"`: (B, h, w, Q) over the ab bins; generators
   with an image-level branch may return `"class_logits"`: (B, num_classes).
   Dropout (used as noise, pix2pix style) draws from the `"dropout"` RNG stream; BatchNorm keeps

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from colorjax import models
+from colorjax.color import hints
 from colorjax.models import layers
 from colorjax.training import classification
 
@@ -99,7 +100,7 @@ def abstract_generator_variables(config: ml_collections.ConfigDict,
   the config's image size; they do not depend on the batch size, so one image stands in.
   """
   size = config.data.image_size
-  l = jax.ShapeDtypeStruct((1, size, size, 1), jnp.float32)
+  l = jax.ShapeDtypeStruct((1, size, size, hints.input_channels(config)), jnp.float32)
   rngs = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
   variables = jax.eval_shape(functools.partial(generator.init, train=False), rngs, l)
   return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
@@ -138,7 +139,8 @@ def make_step_parts(config: ml_collections.ConfigDict,
                          decode=decode,
                          classification_loss=classification_loss,
                          pixel_weights=None if prior is None else
-                         classification.rebalanced_pixel_weights(prior))
+                         classification.rebalanced_pixel_weights(prior),
+                         hints=hints.from_config(config))
 
 
 def load_prior(config: ml_collections.ConfigDict, workdir: str) -> rebalance.Prior:

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from colorjax.color import hints as hints_lib
 from colorjax.color import lab
 from colorjax.evals import metrics as metrics_lib
 from colorjax.training import objectives
@@ -71,6 +72,12 @@ class StepParts:
   classification_loss: Callable[[dict[str, jax.Array], jax.Array], jax.Array] | None = None
   # true ab (Lab units) -> per-pixel rebalancing weights, for the rebalanced AuC in eval.
   pixel_weights: Callable[[jax.Array], jax.Array] | None = None
+  # Simulated local hints (Zhang et al. 2017) when the generator takes them, else None.
+  hints: hints_lib.HintConfig | None = None
+
+
+# Folded into the step's key for the hint simulation, apart from the G and D streams.
+_HINT_STREAM = 0x4817
 
 
 # ------------------------------------------------------------------------------------------
@@ -90,7 +97,7 @@ def init_state(parts: StepParts, rng: jax.Array, image_shape: tuple[int, ...]) -
   g_rng, d_rng = jax.random.split(rng)
   l = jnp.zeros(image_shape[:-1] + (1,), jnp.float32)
   ab = jnp.zeros(image_shape[:-1] + (2,), jnp.float32)
-  g = _init_net(parts.generator, parts.g_tx, g_rng, l)
+  g = _init_net(parts.generator, parts.g_tx, g_rng, automatic_input(parts, l))
   d = _init_net(parts.discriminator, parts.d_tx, d_rng, l, ab) if parts.discriminator else None
   return TrainState(step=jnp.zeros((), jnp.int32), g=g, d=d, ema=generator_variables(g))
 
@@ -103,6 +110,22 @@ def generator_variables(g: NetState) -> PyTree:
 # ------------------------------------------------------------------------------------------
 # Forward passes.
 # ------------------------------------------------------------------------------------------
+def automatic_input(parts: StepParts, l: jax.Array) -> jax.Array:
+  """The generator's input for L alone: L itself, or L with empty hint channels."""
+  if parts.hints is None or l.shape[-1] != 1:
+    return l
+  return hints_lib.automatic_input(l)
+
+
+def training_input(parts: StepParts, l: jax.Array, true_ab: jax.Array,
+                   rng: jax.Array) -> jax.Array:
+  """The generator's input in a train step: L, with hints simulated from the truth (a
+  geometric number of them, `hints_lib.simulate`) when the generator takes hints."""
+  if parts.hints is None:
+    return l
+  return hints_lib.generator_input(l, *hints_lib.simulate(rng, true_ab, parts.hints))
+
+
 def generate(parts: StepParts, params: PyTree, batch_stats: PyTree, l: jax.Array,
              rng: jax.Array) -> tuple[dict[str, jax.Array], PyTree]:
   """Generator in training mode: outputs and updated BatchNorm statistics."""
@@ -206,12 +229,15 @@ def update_discriminator(parts: StepParts, d: NetState, l: jax.Array, real_ab: j
 
 
 def train_discriminator(parts: StepParts, state: TrainState, l: jax.Array, real_ab: jax.Array,
-                        fake_ab: jax.Array, rng: jax.Array) -> tuple[NetState, dict[str, Any]]:
+                        fake_ab: jax.Array, rng: jax.Array,
+                        g_input: jax.Array | None = None) -> tuple[NetState, dict[str, Any]]:
   """`n_critic` D updates inside one jitted step (a fori_loop, not a retraced Python loop).
 
   The first update uses the generator output of this step; later ones draw fresh samples (new
-  dropout noise) from the current generator, as WGAN's critic loop does.
+  dropout noise) from the current generator, as WGAN's critic loop does. `g_input` is the
+  generator's input (L and its hints; None for L alone); D always sees (L, ab).
   """
+  g_input = l if g_input is None else g_input
   d, terms = update_discriminator(parts, state.d, l, real_ab, fake_ab, rng)
   if parts.loss.n_critic == 1:
     return d, terms
@@ -219,7 +245,7 @@ def train_discriminator(parts: StepParts, state: TrainState, l: jax.Array, real_
   def body(i, carry):
     d, _ = carry
     sample_rng, update_rng = jax.random.split(jax.random.fold_in(rng, i))
-    fake, _ = generate(parts, state.g.params, state.g.batch_stats, l, sample_rng)
+    fake, _ = generate(parts, state.g.params, state.g.batch_stats, g_input, sample_rng)
     return update_discriminator(parts, d, l, real_ab,
                                 jax.lax.stop_gradient(parts.decode(fake)), update_rng)
 
@@ -267,14 +293,15 @@ def train_step(parts: StepParts, base_rng: jax.Array, state: TrainState,
   rng = jax.random.fold_in(base_rng, state.step)
   g_rng, d_rng = jax.random.split(rng)
   l, true_ab = lab.uint8_to_model_inputs(batch["image"])
+  g_input = training_input(parts, l, true_ab, jax.random.fold_in(rng, _HINT_STREAM))
 
-  forward = lambda params: generate(parts, params, state.g.batch_stats, l, g_rng)
+  forward = lambda params: generate(parts, params, state.g.batch_stats, g_input, g_rng)
   g_out, g_vjp, g_batch_stats = jax.vjp(forward, state.g.params, has_aux=True)
 
   d, metrics = state.d, {}
   if d is not None:
     fake_ab = jax.lax.stop_gradient(parts.decode(g_out))
-    d, metrics = train_discriminator(parts, state, l, true_ab, fake_ab, d_rng)
+    d, metrics = train_discriminator(parts, state, l, true_ab, fake_ab, d_rng, g_input)
 
   loss_grad = jax.value_and_grad(generator_loss, argnums=1, has_aux=True)
   (_, g_terms), out_cotangent = loss_grad(parts, g_out, d, l, true_ab, batch.get("label"))
@@ -293,8 +320,9 @@ def train_step(parts: StepParts, base_rng: jax.Array, state: TrainState,
 # ------------------------------------------------------------------------------------------
 def predict_ab(parts: StepParts, variables: PyTree, l: jax.Array) -> jax.Array:
   """Normalised ab from the generator with `variables` ({"params", "batch_stats"}) in
-  inference mode."""
-  return parts.decode(parts.generator.apply(variables, l, train=False))
+  inference mode. `l`: normalised L (B, H, W, 1), automatic even for a hint model, or a hint
+  model's whole input (B, H, W, 4), `hints_lib.generator_input`."""
+  return parts.decode(parts.generator.apply(variables, automatic_input(parts, l), train=False))
 
 
 def eval_step(parts: StepParts, state: TrainState,
