@@ -188,16 +188,25 @@ def _onnx_metadata(model: Any, colorizer: Any) -> Any:
 
 def onnx_serving(colorizer: Any) -> Any:
   """The serving function as an `onnx.ModelProto`: uint8 "rgb" (b, h, w, 3) -> uint8
-  "colorized" (b, h, w, 3), b, h and w dynamic.
+  "colorized" (b, h, w, 3), b, h and w dynamic; a hint model also takes float32 "hint_ab"
+  (b, R, R, 2) and "hint_mask" (b, R, R, 1), as the StableHLO export does.
 
   Convolutions are XLA's (`conv="xla"`): they become ONNX Conv nodes, which every runtime
   optimises; im2col's patch matrices would be a slower graph of slices and a MatMul.
   """
   from colorjax import onnx_export  # pylint: disable=g-import-not-at-top
-  model = onnx_export.to_onnx(serving_function(colorizer.with_conv("xla")), _input_spec(),
-                              input_names=[ONNX_INPUT], output_names=[ONNX_OUTPUT],
-                              doc="colorize(rgb) -> rgb: uint8 sRGB photos in, the input's L "
-                                  "with the model's ab out (colorjax.export)")
+  colorizer = colorizer.with_conv("xla")
+  if getattr(colorizer, "takes_hints", False):  # Zhang et al. 2017's hint map and mask too.
+    function, names = hint_serving_function(colorizer), [ONNX_INPUT, "hint_ab", "hint_mask"]
+    doc = ("colorize(rgb, hint_ab, hint_mask) -> rgb: uint8 sRGB photos and the user's hints "
+           "at the render size (signature.json's hint_ab, hint_mask) in, the input's L with the "
+           "model's ab out (colorjax.export)")
+  else:
+    function, names = serving_function(colorizer), [ONNX_INPUT]
+    doc = ("colorize(rgb) -> rgb: uint8 sRGB photos in, the input's L with the model's ab out "
+           "(colorjax.export)")
+  model = onnx_export.to_onnx(function, *_input_specs(colorizer), input_names=names,
+                              output_names=[ONNX_OUTPUT], doc=doc)
   return _onnx_metadata(model, colorizer)
 
 

@@ -225,3 +225,19 @@ def test_every_objective_and_generator_trains_with_hints(name, tmp_path):
   record = json.load(open(tmp_path / "eval" / "latest.json"))
   for count in ("0", "5"):
     assert np.isfinite(record["by_hint_count"][count]["psnr"]), count
+
+
+def test_onnx_export_takes_hint_maps(colorizer, tmp_path):
+  """The ONNX serving graph of a hint model has the StableHLO export's inputs and pixels."""
+  onnxruntime = pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+  import skimage.data  # pylint: disable=g-import-not-at-top
+  from colorjax import export  # pylint: disable=g-import-not-at-top
+  path = export.export_onnx(colorizer, str(tmp_path / "export"))
+  session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+  assert [i.name for i in session.get_inputs()] == ["rgb", "hint_ab", "hint_mask"]
+  photo = skimage.data.coffee()[:90, :120]
+  user = [(60, 45, (255, 0, 0)), (20, 70, (0, 0, 255))]
+  hint_ab, mask = colorizer.hint_maps(photo.shape[:2], user)
+  (got,) = session.run(None, {"rgb": photo[None], "hint_ab": hint_ab[None].astype(np.float32),
+                              "hint_mask": mask[None].astype(np.float32)})
+  assert np.abs(got[0].astype(int) - colorizer(photo, hints=user)).max() <= 1

@@ -7,9 +7,12 @@ a region's colour is, so a model that ignored them could do no better than a gra
 that learned the paper's propagation spreads a hint over the region its edges in L enclose.
 """
 
+import base64
+import io
 import os
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -17,6 +20,7 @@ import skimage.color
 from PIL import Image
 
 from colorjax import inference
+from colorjax import serve
 from conftest import REPO_ROOT
 
 SIZE = 32
@@ -83,3 +87,96 @@ def test_a_region_hinted_red_becomes_red(workdir):
   # The background, far from the hint, does not turn red with it.
   bg_hue, _ = hue_and_chroma(hinted[:12, :12])
   assert abs((bg_hue - red_hue + 180) % 360 - 180) > MAX_HUE_ERROR_DEG, bg_hue
+
+
+def test_onnxruntime_backend_follows_hints_as_jax_does(workdir):
+  """The ONNX Runtime backend runs the same hint model: within one level of JAX's pixels."""
+  pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+  photo = np.empty((96, 128, 3), np.uint8)
+  photo[:] = (60, 90, 200)
+  photo[24:72, 32:96] = (40, 170, 60)
+  hints = [(48, 40, RED), (80, 56, RED)]
+  by_jax = inference.Colorizer.from_workdir(workdir, backend="jax")(photo, hints=hints)
+  by_ort = inference.Colorizer.from_workdir(workdir, backend="onnxruntime")(photo, hints=hints)
+  assert np.abs(by_jax.astype(int) - by_ort.astype(int)).max() <= 1
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+
+
+def test_page_hints_move_a_region_to_the_picked_colour(workdir, tmp_path):
+  """The demo page in a real browser: click a flat region twice, pick red for each hint, and the
+  region in the result (the bytes the download link serves) turns red; clearing the hints gives
+  the automatic result back."""
+  if not os.path.exists(CHROMIUM):
+    pytest.skip(f"{CHROMIUM} is absent: apt-get install -y chromium")
+  sync_playwright = pytest.importorskip(
+      "playwright.sync_api", reason="playwright is absent: pip install 'playwright>=1.45,<2'"
+  ).sync_playwright
+  photo = np.empty((128, 128, 3), np.uint8)
+  photo[:] = (60, 90, 200)
+  photo[32:96, 32:96] = (40, 170, 60)
+  path = tmp_path / "square.png"
+  Image.fromarray(photo).save(path)
+  server = serve.make_server(inference.Colorizer.from_workdir(workdir), "127.0.0.1", 0)
+  threading.Thread(target=server.serve_forever, daemon=True).start()
+  host, port = server.server_address[:2]
+  inside = (slice(40, 88), slice(40, 88))
+  red_hue, red_chroma = hue_and_chroma(np.array([[RED]], np.uint8))
+  try:
+    with sync_playwright() as p:
+      browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+      try:
+        page = browser.new_page()
+        page.goto(f"http://{host}:{port}/")
+        page.set_input_files("#file", str(path))
+        page.wait_for_function("document.getElementById('result').dataset.hints === '0'",
+                               timeout=120_000)
+        automatic = _result_pixels(page)
+        assert page.is_visible("#hintbar") and page.is_visible("#help")
+        for x, y in ((48, 48), (80, 80)):  # Photo pixels; the page shows them scaled.
+          page.click("#result", position=_on_screen(page, x, y))
+          page.fill("#picker", "#%02x%02x%02x" % RED)
+        page.wait_for_function("document.getElementById('result').dataset.hints === '2'",
+                               timeout=120_000)
+        assert page.locator(".marker").count() == 2
+        hinted = _result_pixels(page)
+        hue, chroma = hue_and_chroma(hinted[inside])
+        auto_hue, _ = hue_and_chroma(automatic[inside])
+        assert abs((hue - red_hue + 180) % 360 - 180) < MAX_HUE_ERROR_DEG, (hue, auto_hue)
+        assert chroma > MIN_CHROMA_SHARE * red_chroma, chroma
+        assert abs((auto_hue - red_hue + 180) % 360 - 180) > MAX_HUE_ERROR_DEG, auto_hue
+
+        page.click("#delete")  # The selected (second) hint, then the rest.
+        page.wait_for_function("document.getElementById('result').dataset.hints === '1'",
+                               timeout=120_000)
+        page.click("#clear")
+        page.wait_for_function("document.getElementById('result').dataset.hints === '0'",
+                               timeout=120_000)
+        assert page.locator(".marker").count() == 0
+        assert np.abs(_result_pixels(page).astype(int) - automatic.astype(int)).max() <= 1
+      finally:
+        browser.close()
+  finally:
+    server.shutdown()
+    server.server_close()
+
+
+def _on_screen(page, x: int, y: int) -> dict[str, float]:
+  """Where photo pixel (x, y) is on the result image, in its CSS pixels."""
+  width, natural = page.eval_on_selector("#result", "i => [i.clientWidth, i.naturalWidth]")
+  return {"x": (x + 0.5) * width / natural, "y": (y + 0.5) * width / natural}
+
+
+def _result_pixels(page) -> np.ndarray:
+  """The colorized PNG the page shows, as the download link serves it."""
+  data_url = page.evaluate("""async () => {
+      const blob = await (await fetch(document.getElementById('download').href)).blob();
+      return await new Promise(r => { const f = new FileReader();
+                                       f.onload = () => r(f.result); f.readAsDataURL(blob); });
+    }""")
+  png = base64.b64decode(data_url.split(",", 1)[1])
+  return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
