@@ -108,7 +108,8 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 
 
 def test_page_hints_move_a_region_to_the_picked_colour(workdir, tmp_path):
-  """The demo page in a real browser: click a flat region twice, pick red for each hint, and the
+  """The demo page in a real browser: click a flat region four times (as the test above), pick
+  red for each hint, and the
   region in the result (the bytes the download link serves) turns red; clearing the hints gives
   the automatic result back."""
   if not os.path.exists(CHROMIUM):
@@ -137,12 +138,12 @@ def test_page_hints_move_a_region_to_the_picked_colour(workdir, tmp_path):
                                timeout=120_000)
         automatic = _result_pixels(page)
         assert page.is_visible("#hintbar") and page.is_visible("#help")
-        for x, y in ((48, 48), (80, 80)):  # Photo pixels; the page shows them scaled.
+        for x, y in ((48, 48), (80, 48), (48, 80), (80, 80)):  # Photo pixels, shown scaled.
           page.click("#result", position=_on_screen(page, x, y))
           page.fill("#picker", "#%02x%02x%02x" % RED)
-        page.wait_for_function("document.getElementById('result').dataset.hints === '2'",
+        page.wait_for_function("document.getElementById('result').dataset.hints === '4'",
                                timeout=120_000)
-        assert page.locator(".marker").count() == 2
+        assert page.locator(".marker").count() == 4
         hinted = _result_pixels(page)
         hue, chroma = hue_and_chroma(hinted[inside])
         auto_hue, _ = hue_and_chroma(automatic[inside])
@@ -150,8 +151,8 @@ def test_page_hints_move_a_region_to_the_picked_colour(workdir, tmp_path):
         assert chroma > MIN_CHROMA_SHARE * red_chroma, chroma
         assert abs((auto_hue - red_hue + 180) % 360 - 180) > MAX_HUE_ERROR_DEG, auto_hue
 
-        page.click("#delete")  # The selected (second) hint, then the rest.
-        page.wait_for_function("document.getElementById('result').dataset.hints === '1'",
+        page.click("#delete")  # The selected (last) hint, then the rest.
+        page.wait_for_function("document.getElementById('result').dataset.hints === '3'",
                                timeout=120_000)
         page.click("#clear")
         page.wait_for_function("document.getElementById('result').dataset.hints === '0'",
