@@ -19,7 +19,7 @@ def test_unknown_evaluator_type_fails_listing_the_valid_types(tmp_path, tiny_lsg
   with tiny_lsgan_config.unlocked():
     tiny_lsgan_config.evals.lpips = ml_collections.ConfigDict({"type": "lpips", "every": 1})
   with pytest.raises(ValueError, match=r"evals\.lpips\.type: unknown evaluator type 'lpips'; "
-                                       r"valid names: colorization, fid, samples"):
+                                       r"valid names: colorization, fid, hints, samples"):
     train.train_and_evaluate(tiny_lsgan_config, str(tmp_path))
   assert not os.path.exists(tmp_path / "checkpoints")  # Before the first step.
 

@@ -103,7 +103,7 @@ def test_unknown_evaluator_type_lists_the_valid_ones(tmp_path):
   with config.unlocked():
     config.evals.metrics.type = "colourization"
   with pytest.raises(UserError, match="evals.metrics.type: .*'colourization'.*"
-                                     "valid names: colorization, fid, samples"):
+                                     "valid names: colorization, fid, hints, samples"):
     preflight.check(config, str(tmp_path / "run"))
 
 

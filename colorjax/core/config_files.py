@@ -33,7 +33,7 @@ def load(spec: str, *, locked: bool = False) -> ml_collections.ConfigDict:
 
   Unlocked unless `locked` (the trainer's flags lock configs: a mistyped key then fails).
   """
-  name, _, variant = spec.partition(":")
+  name, colon, variant = spec.partition(":")
   path = name if name.endswith(".py") else os.path.join(CONFIG_DIR, f"{name}.py")
   if not os.path.exists(path):
     raise FileNotFoundError(f"no config {name!r} ({path}); known: {', '.join(names())}")
@@ -41,7 +41,9 @@ def load(spec: str, *, locked: bool = False) -> ml_collections.ConfigDict:
   module_spec = importlib.util.spec_from_file_location(module_name, path)
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
-  config = module.get_config(variant)
+  # As ml_collections' config_flags: the variant is an argument only when one is given, so a
+  # config file whose get_config() takes none loads too.
+  config = module.get_config(variant) if colon else module.get_config()
   if locked:
     config.lock()
   return config
