@@ -487,4 +487,6 @@ def test_input_wait_share_tells_slow_input_from_a_slow_step(tmp_path):
     train.train_and_evaluate(config, str(workdir))
     values = summaries.read_scalars(str(workdir))["input_wait_share"]
     shares[label] = values[6]  # The second window: compilation is behind it.
-  assert shares["slow"] > 0.6 and shares["fast"] < shares["slow"] - 0.3, shares
+  # Relative, as a timing on a shared machine must be: 0.55 / 0.04 under the full suite's load,
+  # about 0.9 / 0.05 on an idle machine.
+  assert shares["slow"] > 0.4 and shares["fast"] < shares["slow"] / 3, shares
