@@ -79,8 +79,10 @@ def _truncate_data_files(workdir: str, step: int) -> None:
 
 
 def _error_line(stderr: str) -> str:
-  """The one `error: ...` line a command ends with (C++ logs may follow on the same line)."""
-  lines = [line for line in stderr.splitlines() if line.startswith("error: ")]
+  """The one `error: ...` line a command ends with (C++ logs may follow on the same line, and
+  Orbax's threads, printing their own tracebacks as the process exits, may have left an
+  indentation in front of it)."""
+  lines = [line.strip() for line in stderr.splitlines() if line.strip().startswith("error: ")]
   assert len(lines) == 1, stderr[-3000:]
   return lines[0].split("WARNING: All log messages")[0]
 

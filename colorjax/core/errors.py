@@ -23,5 +23,7 @@ def one_line(message: str) -> str:
 
 def report(error: BaseException | str, code: int = EXIT_USER_ERROR) -> int:
   """Prints `error: <message>` on one line of stderr; returns `code` for the caller to exit."""
-  print(f"error: {one_line(str(error))}", file=sys.stderr)
+  # One write, so that other threads' output cannot split the line.
+  sys.stderr.write(f"error: {one_line(str(error))}\n")
+  sys.stderr.flush()
   return code
