@@ -7,7 +7,6 @@ a region's colour is, so a model that ignored them could do no better than a gra
 that learned the paper's propagation spreads a hint over the region its edges in L enclose.
 """
 
-import base64
 import io
 import os
 import subprocess
@@ -22,6 +21,7 @@ from PIL import Image
 from colorjax import inference
 from colorjax import serve
 from conftest import REPO_ROOT
+import page_utils
 
 SIZE = 32
 RED = (220, 30, 40)
@@ -101,22 +101,12 @@ def test_onnxruntime_backend_follows_hints_as_jax_does(workdir):
   assert np.abs(by_jax.astype(int) - by_ort.astype(int)).max() <= 1
 
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                  "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]
-
-
 def test_page_hints_move_a_region_to_the_picked_colour(workdir, tmp_path):
   """The demo page in a real browser: click a flat region four times (as the test above), pick
   red for each hint, and the
   region in the result (the bytes the download link serves) turns red; clearing the hints gives
   the automatic result back."""
-  if not os.path.exists(CHROMIUM):
-    pytest.skip(f"{CHROMIUM} is absent: apt-get install -y chromium")
-  sync_playwright = pytest.importorskip(
-      "playwright.sync_api", reason="playwright is absent: pip install 'playwright>=1.45,<2'"
-  ).sync_playwright
+  sync_playwright = page_utils.sync_playwright()
   photo = np.empty((128, 128, 3), np.uint8)
   photo[:] = (60, 90, 200)
   photo[32:96, 32:96] = (40, 170, 60)
@@ -129,7 +119,8 @@ def test_page_hints_move_a_region_to_the_picked_colour(workdir, tmp_path):
   red_hue, red_chroma = hue_and_chroma(np.array([[RED]], np.uint8))
   try:
     with sync_playwright() as p:
-      browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+      browser = p.chromium.launch(executable_path=page_utils.CHROMIUM,
+                                  args=page_utils.CHROMIUM_FLAGS, headless=True)
       try:
         page = browser.new_page()
         page.goto(f"http://{host}:{port}/")
@@ -174,10 +165,4 @@ def _on_screen(page, x: int, y: int) -> dict[str, float]:
 
 def _result_pixels(page) -> np.ndarray:
   """The colorized PNG the page shows, as the download link serves it."""
-  data_url = page.evaluate("""async () => {
-      const blob = await (await fetch(document.getElementById('download').href)).blob();
-      return await new Promise(r => { const f = new FileReader();
-                                       f.onload = () => r(f.result); f.readAsDataURL(blob); });
-    }""")
-  png = base64.b64decode(data_url.split(",", 1)[1])
-  return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+  return np.asarray(Image.open(io.BytesIO(page_utils.download_bytes(page))).convert("RGB"))

@@ -1,6 +1,5 @@
 """The web demo: JSON API over HTTP, and the page end to end in headless Chromium."""
 
-import base64
 import io
 import json
 import os
@@ -18,11 +17,8 @@ from colorjax import inference
 from colorjax import serve
 from colorjax import train
 from conftest import tiny_config
+import page_utils
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                  "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]
 MAX_UPLOAD_MB = 1.0
 
 
@@ -79,22 +75,13 @@ def test_api_colorizes_and_reports_errors(server_url, photo_file):
   assert post(server_url + "/api/colorize", photo_file.read_bytes())[0] == 200
 
 
-def _browser():
-  if not os.path.exists(CHROMIUM):
-    pytest.skip(f"{CHROMIUM} is absent: apt-get install -y chromium")
-  try:
-    from playwright.sync_api import sync_playwright
-  except ImportError:
-    pytest.skip("playwright is absent: pip install 'playwright>=1.45,<2'")
-  return sync_playwright
-
-
 def test_page_in_headless_chromium(server_url, photo_file, tmp_path):
-  sync_playwright = _browser()
+  sync_playwright = page_utils.sync_playwright()
   text_file = tmp_path / "notes.txt"
   text_file.write_text("a text file, not a photo\n")
   with sync_playwright() as p:
-    browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+    browser = p.chromium.launch(executable_path=page_utils.CHROMIUM,
+                                args=page_utils.CHROMIUM_FLAGS, headless=True)
     try:
       page = browser.new_page()
       page.goto(server_url + "/")
@@ -104,13 +91,7 @@ def test_page_in_headless_chromium(server_url, photo_file, tmp_path):
           "document.getElementById('result').naturalWidth > 0", timeout=120_000)
       assert page.is_visible("#download")
       assert page.eval_on_selector("#gray", "img => img.naturalWidth") == 300
-      # The bytes behind the result image, as the download link serves them.
-      data_url = page.evaluate("""async () => {
-          const blob = await (await fetch(document.getElementById('download').href)).blob();
-          return await new Promise(r => { const f = new FileReader();
-                                           f.onload = () => r(f.result); f.readAsDataURL(blob); });
-        }""")
-      png = base64.b64decode(data_url.split(",", 1)[1])
+      png = page_utils.download_bytes(page)  # The result image, as downloaded.
       result = np.asarray(Image.open(io.BytesIO(png)))
       assert result.shape == (200, 300, 3) and mean_chroma(result) > 1.0
 
