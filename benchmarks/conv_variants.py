@@ -36,10 +36,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import train_step as bench  # noqa: E402  (benchmarks/train_step.py: build_config, _batch)
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from colorjax.core import distributed  # noqa: E402  pylint: disable=g-import-not-at-top
 from colorjax.models import cpu_conv  # noqa: E402  pylint: disable=g-import-not-at-top
 from colorjax.models import layers  # noqa: E402  pylint: disable=g-import-not-at-top
-from colorjax.training import builders  # noqa: E402  pylint: disable=g-import-not-at-top
+from colorjax.training import run_setup  # noqa: E402  pylint: disable=g-import-not-at-top
 from colorjax.training import steps  # noqa: E402  pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
@@ -68,19 +67,17 @@ def variant(name: str):
 
 def build(name: str, size: int, batch: int, inference: bool):
   """A zero-argument callable running one step of `name` (compiled before returning)."""
-  config = bench.build_config("pix2pix", size, batch, "float32", [])
-  mesh = distributed.make_data_mesh()
-  _, batch_sharding = builders.shardings(mesh)
-  parts = builders.make_step_parts(config)
-  state = builders.init_state(config, parts, mesh)
-  rgb = bench._batch(size, batch, batch_sharding)  # pylint: disable=protected-access
+  setup = run_setup.RunSetup.create(bench.build_config("pix2pix", size, batch, "float32", []))
+  parts = setup.parts
+  state = setup.init_state()
+  rgb = bench._batch(size, batch, setup.batch_sharding)  # pylint: disable=protected-access
   with variant(name):
     if inference:
       from colorjax.color import lab  # pylint: disable=g-import-not-at-top
       l = jax.jit(lambda x: lab.uint8_to_model_inputs(x)[0])(rgb)
       forward = jax.jit(lambda v, l: steps.predict_ab(parts, v, l)).lower(state.ema, l).compile()
       return lambda: forward(state.ema, l)
-    train_step = builders.make_train_step(config, parts, mesh)
+    train_step = setup.train_step()
     compiled = train_step.lower(state, {"image": rgb}).compile()
   holder = [state]
 

@@ -39,8 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import train_step as bench  # noqa: E402  (benchmarks/train_step.py: build_config, _batch)
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from colorjax.core import distributed  # noqa: E402  pylint: disable=g-import-not-at-top
-from colorjax.training import builders  # noqa: E402  pylint: disable=g-import-not-at-top
+from colorjax.training import run_setup  # noqa: E402  pylint: disable=g-import-not-at-top
 
 # --configs, --sizes, --batch_sizes and --steps are train_step.py's flags (the first of each).
 FLAGS = flags.FLAGS
@@ -77,13 +76,10 @@ def main(argv):
   del argv
   name, size, batch_size = FLAGS.configs[0], int(FLAGS.sizes[0]), int(FLAGS.batch_sizes[0])
   num_steps = FLAGS.steps
-  config = bench.build_config(name, size, batch_size, "float32", [])
-  mesh = distributed.make_data_mesh()
-  parts = builders.make_step_parts(config)
-  state = builders.init_state(config, parts, mesh)
-  step = builders.make_train_step(config, parts, mesh)
-  _, batch_sharding = builders.shardings(mesh)
-  batch = {"image": bench._batch(size, batch_size, batch_sharding)}  # pylint: disable=protected-access
+  setup = run_setup.RunSetup.create(bench.build_config(name, size, batch_size, "float32", []))
+  state = setup.init_state()
+  step = setup.train_step()
+  batch = {"image": bench._batch(size, batch_size, setup.batch_sharding)}  # pylint: disable=protected-access
   flops = step.lower(state, batch).compile().cost_analysis()
   flops = float((flops[0] if isinstance(flops, (list, tuple)) else flops).get("flops", 0.0))
   for _ in range(2):  # Compile and warm up outside the trace.

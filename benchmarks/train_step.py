@@ -3,9 +3,9 @@
   python benchmarks/train_step.py --configs=pix2pix --sizes=256,128,32 --batch_sizes=4,16,64 \
     --steps=15 [--dtype=bfloat16] [--inference] [--out=benchmarks/results.jsonl]
 
-Each row builds a config with `builders.make_step_parts` + `builders.create_state` on the mesh of all
-devices and jits `steps.train_step` exactly as `train.train_and_evaluate` does (state donated,
-state replicated, batch sharded over `data`). Compilation is timed on its own (`lower().compile()`),
+Each row builds the config's `run_setup.RunSetup` on the mesh of all devices, the object the
+trainer uses, and times its jitted `train_step` (state donated, state replicated, batch sharded
+over `data`). Compilation is timed on its own (`lower().compile()`),
 then the first call; then the median of `--steps` calls, each synchronised with `block_until_ready`.
 FLOPs come from XLA's cost analysis of the compiled step (per device, times the device count).
 On a GPU the achieved TFLOP/s and the MFU against the device kind's dense peak are reported
@@ -39,9 +39,8 @@ from common import git_commit  # noqa: E402  (benchmarks/common.py)
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from colorjax.core import config_files  # noqa: E402  pylint: disable=g-import-not-at-top
-from colorjax.core import distributed  # noqa: E402  pylint: disable=g-import-not-at-top
 from colorjax.models import unet  # noqa: E402  pylint: disable=g-import-not-at-top
-from colorjax.training import builders  # noqa: E402  pylint: disable=g-import-not-at-top
+from colorjax.training import run_setup  # noqa: E402  pylint: disable=g-import-not-at-top
 from colorjax.training import steps  # noqa: E402  pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
@@ -104,7 +103,6 @@ def build_config(name: str, size: int, batch: int, dtype: str, overrides: Sequen
   if config.model.generator == "unet":
     config.model.generator_kwargs.num_downs = unet.num_downs_for(size)
   config_files.apply_overrides(config, overrides)
-  builders.validate_config(config)
   return config
 
 
@@ -145,24 +143,22 @@ def _batch(size: int, batch: int, sharding: NamedSharding) -> jax.Array:
 def measure(name: str, size: int, batch: int, dtype: str, num_steps: int, inference: bool,
             overrides: Sequence[str] = ()) -> Result:
   """Compiles and times one (config, size, batch) on the mesh of all devices."""
-  config = build_config(name, size, batch, dtype, overrides)
-  mesh = distributed.make_data_mesh()
-  _, batch_sharding = builders.shardings(mesh)
-  parts = builders.make_step_parts(config)  # Colorful's prior only reweights the loss: no cost.
-  _, _, state_shardings = builders.create_state(config, parts, mesh)
-  state = builders.init_state(config, parts, mesh)
+  # Validated and built as the trainer does; Colorful's prior only reweights the loss: no cost.
+  setup = run_setup.RunSetup.create(build_config(name, size, batch, dtype, overrides))
+  parts, batch_sharding = setup.parts, setup.batch_sharding
+  state = setup.init_state()
   rgb = _batch(size, batch, batch_sharding)
 
   if inference:
     from colorjax.color import lab  # pylint: disable=g-import-not-at-top
     l = jax.jit(lambda x: lab.uint8_to_model_inputs(x)[0], out_shardings=batch_sharding)(rgb)
     forward = jax.jit(functools.partial(steps.predict_ab, parts),
-                      in_shardings=(state_shardings.ema, batch_sharding),
+                      in_shardings=(setup.state_shardings.ema, batch_sharding),
                       out_shardings=batch_sharding)
     compile_s, flops = _compile(forward, state.ema, l)
     first, times = _time_calls(lambda: forward(state.ema, l), num_steps)
   else:
-    train_step = builders.make_train_step(config, parts, mesh)  # Exactly the trainer's.
+    train_step = setup.train_step()  # Exactly the trainer's.
     batch_dict = {"image": rgb}
     compile_s, flops = _compile(train_step, state, batch_dict)
     holder = [state]

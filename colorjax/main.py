@@ -160,7 +160,7 @@ def parse_args(argv: Sequence[str]) -> cli.Args:
 # ------------------------------------------------------------------------------------------
 def _remove_if_made(workdir: str, existed: bool) -> None:
   """A start that failed before its first checkpoint leaves no workdir that looks like a run."""
-  from colorjax.training import preflight  # pylint: disable=g-import-not-at-top
+  from colorjax import preflight  # pylint: disable=g-import-not-at-top
   if not existed and os.path.isdir(workdir) and not preflight.checkpoint_steps(workdir):
     shutil.rmtree(workdir, ignore_errors=True)
 
@@ -188,9 +188,8 @@ def _run(args: cli.Args) -> int:
   except ValueError as e:  # A missing process count or id, a bad timeout variable.
     return errors.report(e)
   import jax
-  from colorjax import train
+  from colorjax import preflight, train
   from colorjax.core import checkpointing, workdir_lock
-  from colorjax.training import preflight
   # pylint: enable=g-import-not-at-top
   logging.info("JAX process %d of %d; local devices %s", jax.process_index(),
                jax.process_count(), jax.local_devices())
@@ -199,16 +198,17 @@ def _run(args: cli.Args) -> int:
   start = time.perf_counter()
   try:
     if args.mode == "train":
-      preflight.check(config, workdir)  # Before the workdir is made or anything compiles.
-      train.train_and_evaluate(config, workdir)
+      # Before the workdir is made or anything compiles; the run's setup, built once.
+      setup = preflight.check(config, workdir)
+      train.train_and_evaluate(config, workdir, setup)
       if jax.process_index() == 0:
         print(console.run_summary(workdir, time.perf_counter() - start), file=sys.stderr)
     elif args.mode == "prior":
       from colorjax.training import classification  # pylint: disable=g-import-not-at-top
       print(classification.write_prior(config, workdir), file=sys.stderr)
     else:
-      preflight.check_eval(config, workdir)
-      train.evaluate_checkpoint(config, workdir)
+      setup = preflight.check_eval(config, workdir)
+      train.evaluate_checkpoint(config, workdir, setup)
       latest = os.path.join(workdir, "eval", "latest.json")
       print(f"eval written to {latest}{console.eval_headline(latest)}", file=sys.stderr)
   except errors.UserError as e:

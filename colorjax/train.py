@@ -1,13 +1,17 @@
 """Training and evaluation loop: one jitted step over a mesh of all devices.
 
-Reads top to bottom: setup, mesh, input, models, state, step, evaluators, restore, loop. The
-evaluators of `config.evals` (colorjax/evals/) run on their own cadences and at the last step;
-`evaluate_checkpoint` (--mode=eval) restores a checkpoint and runs all of them.
+Reads top to bottom: setup (the run's `RunSetup`: config validated, mesh, parts and abstract
+state, built once), input, state, step, evaluators, restore, loop. The evaluators of
+`config.evals` (colorjax/evals/) run on their own cadences and at the last step;
+`evaluate_checkpoint` (--mode=eval) restores a checkpoint and runs all of them. This module is
+where training and evaluation meet: the evaluators receive the generator as a function
+(`evals.base.Predictor`) and its variables, nothing of the trainer's.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import time
@@ -21,14 +25,14 @@ import numpy as np
 
 from colorjax.core import checkpointing
 from colorjax.core import console
-from colorjax.core import distributed
 from colorjax.core import files
 from colorjax.core import summaries  # TensorBoard files without TF (clu's writers import it).
 from colorjax.core import workdir_lock
 from colorjax.data import pipeline
+from colorjax.evals import base as eval_base
 from colorjax.evals import common as eval_common
-from colorjax.training import builders
 from colorjax.training import optim
+from colorjax.training import run_setup
 from colorjax.training import steps
 
 
@@ -114,55 +118,66 @@ def _write_config_json(config: ml_collections.ConfigDict, workdir: str) -> None:
   files.write_text(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2))
 
 
+def predictor(parts: steps.StepParts) -> eval_base.Predictor:
+  """The generator as the evaluators take it: `steps.predict_ab` on these parts."""
+  return eval_base.Predictor(predict=functools.partial(steps.predict_ab, parts),
+                             takes_hints=parts.hints is not None,
+                             pixel_weights=parts.pixel_weights)
+
+
+def _with_prior(config: ml_collections.ConfigDict, workdir: str,
+                setup: run_setup.RunSetup | None) -> run_setup.RunSetup:
+  """The run's setup (built here unless the caller, main.py's preflight, built it) with the
+  colour prior of the training data, computed once into the workdir."""
+  setup = run_setup.RunSetup.create(config) if setup is None else setup
+  return setup.with_prior(run_setup.load_prior(config, workdir))
+
+
 # ------------------------------------------------------------------------------------------
 # Training.
 # ------------------------------------------------------------------------------------------
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps.TrainState:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       setup: run_setup.RunSetup | None = None) -> steps.TrainState:
   """Trains (resuming from `workdir` if it holds checkpoints) and evaluates on schedule.
 
-  Holds `<workdir>/train.lock` throughout: a second trainer on the workdir fails at once.
+  `setup`: the config's `RunSetup` when the caller has built it (main.py's preflight), else
+  built here. Holds `<workdir>/train.lock` throughout: a second trainer on the workdir fails at
+  once.
   """
-  builders.validate_config(config)
+  setup = run_setup.RunSetup.create(config) if setup is None else setup
   os.makedirs(workdir, exist_ok=True)
   with workdir_lock.hold(workdir, enabled=jax.process_index() == 0):
-    return _train_and_evaluate(config, workdir)
+    return _train_and_evaluate(config, workdir, setup)
 
 
-def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps.TrainState:
-  # --- Setup.
-  builders.validate_config(config)
-  os.makedirs(workdir, exist_ok=True)
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                        setup: run_setup.RunSetup) -> steps.TrainState:
+  # --- Setup: the config's parts and abstract state, with the colour prior of the data.
   if jax.process_index() == 0:
     _write_config_json(config, workdir)
-  # --- Mesh: every device of every process on one `data` axis.
-  mesh = distributed.make_data_mesh()
-  replicated, batch_sharding = builders.shardings(mesh)
-  logging.info("mesh %s over %d devices in %d processes", mesh.shape, jax.device_count(),
+  setup = _with_prior(config, workdir, setup)
+  parts, abstract_state = setup.parts, setup.abstract_state
+  logging.info("mesh %s over %d devices in %d processes", setup.mesh.shape, jax.device_count(),
                jax.process_count())
 
   # --- Input: this process's share of the global batch: uint8 RGB (and labels if used).
   train_iter = iter(pipeline.create_train_dataset(config))
 
-  # --- Models and the static parts of the step.
-  parts = builders.make_step_parts(config, builders.load_prior(config, workdir))
+  # --- The jitted step, and the evaluators of config.evals on the generator's predict function
+  # (each with its own jitted steps, compiled at its first run).
+  train_step = setup.train_step()
+  evaluators = eval_common.build(config, predictor(parts), setup.mesh, workdir)
 
-  # --- State (born sharded) and the jitted step.
-  _, abstract_state, state_shardings = builders.create_state(config, parts, mesh)
-  train_step = builders.make_train_step(config, parts, mesh)
-
-  # --- Evaluators of config.evals, each with its own jitted step (compiled at its first run).
-  evaluators = eval_common.build(config, parts, mesh, workdir)
-
-  # --- Restore: always resume from the workdir first.
+  # --- State: resumed from the workdir's checkpoints, else born sharded from the seed.
   manager = checkpointing.make_manager(workdir, config.max_checkpoints_to_keep)
   if manager.latest_step() is not None:
-    abstract = checkpointing.abstract_with_shardings(abstract_state, state_shardings)
+    abstract = checkpointing.abstract_with_shardings(abstract_state, setup.state_shardings)
     # Damaged newest steps are skipped (and moved to checkpoints_damaged/) with a warning.
     state, _ = checkpointing.restore_newest_loadable(manager, abstract, train_iter,
                                                      move_damaged=True)
     logging.info("resumed from step %d in %s", int(state.step), workdir)
   else:
-    state = builders.init_state(config, parts, mesh)
+    state = setup.init_state()
   first_step = int(state.step)
 
   # --- Loop.
@@ -180,7 +195,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> step
                              enabled=jax.process_index() == 0) as progress:
     while step < config.num_train_steps:
       fetch_start = time.perf_counter()
-      batch = pipeline.to_global_batch(next(train_iter), batch_sharding)
+      batch = pipeline.to_global_batch(next(train_iter), setup.batch_sharding)
       input_wait += time.perf_counter() - fetch_start
       state, metrics = train_step(state, batch)
       if history:  # One step in flight, no more: the wait above is then input the step lacked,
@@ -214,8 +229,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> step
                                                 last=step == config.num_train_steps)
       if due:
         eval_start = time.perf_counter()
-        progress.evaluated(step, eval_common.run(due, state, step, config=config,
-                                                 workdir=workdir, writer=writer))
+        progress.evaluated(step, eval_common.run(due, steps.eval_variables(state), step,
+                                                 config=config, workdir=workdir, writer=writer))
         window_time += time.perf_counter() - eval_start  # images/s counts training only.
       if stop_now:
         # Say "saved" only once the checkpoint is complete.
@@ -232,16 +247,15 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> step
 # ------------------------------------------------------------------------------------------
 # Evaluation: the evaluators of `config.evals` (colorjax/evals/common.py).
 # ------------------------------------------------------------------------------------------
-def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
+                        setup: run_setup.RunSetup | None = None) -> dict[str, float]:
   """--mode=eval: restores `config.eval.step` (or the latest) and runs every evaluator of
-  `config.evals` on it; returns their scalars."""
-  builders.validate_config(config)
-  mesh = distributed.make_data_mesh()
-  parts = builders.make_step_parts(config, builders.load_prior(config, workdir))
-  _, abstract_state, state_shardings = builders.create_state(config, parts, mesh)
-  evaluators = eval_common.build(config, parts, mesh, workdir)  # A bad entry fails here.
+  `config.evals` on it; returns their scalars. `setup` as for `train_and_evaluate`."""
+  setup = _with_prior(config, workdir, setup)
+  evaluators = eval_common.build(config, predictor(setup.parts), setup.mesh,
+                                 workdir)  # A bad entry fails here.
   manager = checkpointing.make_manager(workdir, config.max_checkpoints_to_keep, read_only=True)
-  abstract = checkpointing.abstract_with_shardings(abstract_state, state_shardings)
+  abstract = checkpointing.abstract_with_shardings(setup.abstract_state, setup.state_shardings)
   try:
     # The latest step that loads (a damaged one is skipped, left in place); a given step exactly.
     state, step = checkpointing.restore_newest_loadable(
@@ -250,5 +264,5 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
     raise checkpointing.NoUsableCheckpointError(f"{e}; train first with --mode=train") from None
   writer = summaries.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   with summaries.closing(writer):  # Every evaluator's output on disk, the files closed.
-    return eval_common.run(evaluators, state, step, config=config, workdir=workdir,
-                           writer=writer)
+    return eval_common.run(evaluators, steps.eval_variables(state), step, config=config,
+                           workdir=workdir, writer=writer)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from colorjax.models import build_discriminator, build_generator, layers
-from colorjax.training import builders
+from colorjax.training import run_setup
 from conftest import tiny_config
 
 # rbg keys: Flax init derives one key per parameter, and compiling threefry derivations takes
@@ -95,17 +95,17 @@ def test_auto_resolves_for_the_target_platforms():
 def test_builders_resolve_model_conv_once_for_both_models():
   config = tiny_config("lsgan")
   local = "im2col" if jax.default_backend() == "cpu" else "xla"
-  parts = builders.make_step_parts(config)
+  parts = run_setup.make_step_parts(config)
   assert config.model.conv == "auto"
   assert parts.generator.conv == local and parts.discriminator.conv == local
   with config.unlocked():
     config.model.conv = "xla"
-  parts = builders.make_step_parts(config)
+  parts = run_setup.make_step_parts(config)
   assert parts.generator.conv == "xla" and parts.discriminator.conv == "xla"
   with config.unlocked():
     config.model.conv = "fft"
   with pytest.raises(ValueError, match="unknown convolution implementation 'fft'"):
-    builders.validate_config(config)
+    run_setup.validate_config(config)
 
 
 def test_conv_is_not_a_model_option():

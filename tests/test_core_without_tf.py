@@ -40,13 +40,13 @@ import colorjax.inference
 note("import colorjax.inference")
 from colorjax import colorize, export, main, serve, train
 from colorjax.core import summaries
-from colorjax.training import preflight
+from colorjax import preflight
 note("import train, main, colorize, export, serve")
 
 from colorjax.core import config_files
 config = config_files.load("lsgan:tiny")  # The embedded scikit-image photos.
-preflight.check(config, workdir)
-train.train_and_evaluate(config, workdir)
+setup = preflight.check(config, workdir)  # The run's setup, built once, as main.py does.
+train.train_and_evaluate(config, workdir, setup)
 note("train")
 scalars = summaries.read_scalars(workdir)
 images = summaries.read_images(workdir)

@@ -33,7 +33,7 @@ from colorjax import train
 from colorjax.core import checkpointing
 from colorjax.core import distributed
 from colorjax.core import workdir_lock
-from colorjax.training import builders
+from colorjax.training import run_setup
 from conftest import REPO_ROOT, tiny_config
 import launch_utils
 
@@ -93,8 +93,8 @@ def _steps(workdir: str) -> list[int]:
 
 def _abstract(config):
   mesh = distributed.make_data_mesh()
-  _, abstract, shardings = builders.create_state(config, builders.make_step_parts(config), mesh)
-  return checkpointing.abstract_with_shardings(abstract, shardings)
+  setup = run_setup.RunSetup.create(config, mesh)
+  return checkpointing.abstract_with_shardings(setup.abstract_state, setup.state_shardings)
 
 
 # ------------------------------------------------------------------------------------------

@@ -226,17 +226,17 @@ def fid_config(tmp_path_factory, weights_file):
 
 def _fid_on_one_host(config) -> dict[str, float]:
   """The reference: every eval image's features in one array on this host, then FID."""
-  import functools  # pylint: disable=g-import-not-at-top
   from colorjax.color import lab  # pylint: disable=g-import-not-at-top
   from colorjax.core import distributed  # pylint: disable=g-import-not-at-top
   from colorjax.data import pipeline  # pylint: disable=g-import-not-at-top
-  from colorjax.training import builders, steps  # pylint: disable=g-import-not-at-top
+  from colorjax import train  # pylint: disable=g-import-not-at-top
+  from colorjax.training import run_setup  # pylint: disable=g-import-not-at-top
   dataset, _ = pipeline.create_eval_dataset(config)
   images = np.concatenate([batch["image"] for batch in dataset])
   assert len(images) == NUM_EVAL_PHOTOS
-  parts = builders.make_step_parts(config)
-  state = builders.init_state(config, parts, distributed.make_data_mesh())
-  _, model_rgb, _ = jax.jit(functools.partial(steps.eval_step, parts))(state, images)
+  setup = run_setup.RunSetup.create(config, distributed.make_data_mesh())
+  state = setup.init_state()
+  model_rgb = jax.jit(train.predictor(setup.parts).rgb)(state.ema, images)
   module, params = inception.load_inception(config.evals.fid.weights)
   sets = {"truth": images.astype(np.float32) / 255.0, "model": np.asarray(model_rgb),
           "gray": np.asarray(lab.gray_rgb(images))}
@@ -251,13 +251,14 @@ def _fid_on_one_host(config) -> dict[str, float]:
 
 def _evaluator_fid(config, workdir) -> tuple[dict[str, float], int]:
   from colorjax.core import distributed  # pylint: disable=g-import-not-at-top
+  from colorjax import train  # pylint: disable=g-import-not-at-top
   from colorjax.evals import common, fid  # pylint: disable=g-import-not-at-top
-  from colorjax.training import builders  # pylint: disable=g-import-not-at-top
-  mesh = distributed.make_data_mesh()
-  parts = builders.make_step_parts(config)
-  state = builders.init_state(config, parts, mesh)
-  (evaluator,) = [e for e in common.build(config, parts, mesh, workdir) if isinstance(e, fid.Fid)]
-  return dict(evaluator.run(state, 0)), evaluator.num_images
+  from colorjax.training import run_setup, steps  # pylint: disable=g-import-not-at-top
+  setup = run_setup.RunSetup.create(config, distributed.make_data_mesh())
+  state = setup.init_state()
+  (evaluator,) = [e for e in common.build(config, train.predictor(setup.parts), setup.mesh,
+                                          workdir) if isinstance(e, fid.Fid)]
+  return dict(evaluator.run(steps.eval_variables(state), 0)), evaluator.num_images
 
 
 @pytest.fixture(scope="module")
@@ -308,15 +309,15 @@ def recording_gather(tree, tiled=False):
 
 multihost_utils.process_allgather = recording_gather
 
+from colorjax import train
 from colorjax.evals import common, fid
-from colorjax.training import builders
+from colorjax.training import run_setup, steps
 
-mesh = distributed.make_data_mesh()
-parts = builders.make_step_parts(config)
-state = builders.init_state(config, parts, mesh)
-(evaluator,) = [e for e in common.build(config, parts, mesh, out + ".workdir")
-                if isinstance(e, fid.Fid)]
-results = dict(evaluator.run(state, 0))
+setup = run_setup.RunSetup.create(config, distributed.make_data_mesh())
+state = setup.init_state()
+(evaluator,) = [e for e in common.build(config, train.predictor(setup.parts), setup.mesh,
+                                        out + ".workdir") if isinstance(e, fid.Fid)]
+results = dict(evaluator.run(steps.eval_variables(state), 0))
 with open(out, "w") as f:
   json.dump({"results": results, "num_images": evaluator.num_images, "crossed": crossed,
              "processes": jax.process_count(), "devices": jax.device_count()}, f)

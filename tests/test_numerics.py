@@ -11,7 +11,7 @@ import pytest
 from colorjax import train
 from colorjax.core import checkpointing
 from colorjax.core import distributed
-from colorjax.training import builders
+from colorjax.training import run_setup
 from conftest import tiny_config
 from test_train import photo_batch
 
@@ -37,10 +37,10 @@ def test_non_finite_loss_names_step_and_term_and_keeps_the_last_good_checkpoint(
   entries = os.listdir(os.path.join(workdir, "checkpoints"))
   assert entries == ["1"], entries
   mesh = distributed.make_data_mesh()
-  _, abstract_state, shardings = builders.create_state(config, builders.make_step_parts(config), mesh)
+  setup = run_setup.RunSetup.create(config, mesh)
   manager = checkpointing.make_manager(workdir, 3, read_only=True)
   state = checkpointing.restore(manager, 1, checkpointing.abstract_with_shardings(
-      abstract_state, shardings), None)
+      setup.abstract_state, setup.state_shardings), None)
   assert int(state.step) == 1
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state))
 
@@ -50,9 +50,9 @@ def _first_step(dtype: str, batch: np.ndarray):
   with config.unlocked():
     config.dtype = dtype
   mesh = Mesh(np.array(jax.devices()[:1]), ("data",))
-  parts = builders.make_step_parts(config)
-  state = builders.init_state(config, parts, mesh)
-  step = builders.make_train_step(config, parts, mesh)
+  setup = run_setup.RunSetup.create(config, mesh)
+  state = setup.init_state()
+  step = setup.train_step()
   return step(state, {"image": jax.device_put(batch, NamedSharding(mesh, P("data")))})
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from colorjax.core import checkpointing
 from colorjax.core import distributed
-from colorjax.training import builders
+from colorjax.training import run_setup
 from conftest import tiny_config
 import launch_utils
 
@@ -58,8 +58,8 @@ def _checkpoint_dir_entries(workdir: str) -> tuple[list[int], list[str]]:
 def _restore_all(config, workdir: str, steps: list[int]) -> None:
   """Orbax restores every complete checkpoint, at the step it is named after."""
   mesh = distributed.make_data_mesh()
-  _, abstract_state, shardings = builders.create_state(config, builders.make_step_parts(config), mesh)
-  abstract = checkpointing.abstract_with_shardings(abstract_state, shardings)
+  setup = run_setup.RunSetup.create(config, mesh)
+  abstract = checkpointing.abstract_with_shardings(setup.abstract_state, setup.state_shardings)
   manager = checkpointing.make_manager(workdir, config.max_checkpoints_to_keep, read_only=True)
   assert list(manager.all_steps()) == steps, (manager.all_steps(), steps)
   for step in steps:

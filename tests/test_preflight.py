@@ -8,7 +8,7 @@ import skimage.data
 from PIL import Image
 
 from colorjax.core.errors import UserError
-from colorjax.training import preflight
+from colorjax import preflight
 from conftest import tiny_config
 
 
@@ -77,7 +77,7 @@ def test_batches_against_the_device_count(tmp_path):  # conftest: 8 simulated de
 
 def test_disk_space_for_one_checkpoint(tmp_path, monkeypatch):
   config = config_with()
-  state = preflight.check_model(config)
+  state = preflight.check_config(config).abstract_state
   from colorjax.core import checkpointing
   needed = checkpointing.state_nbytes(state)
   assert needed > 100_000  # The tiny U-Net + PatchGAN with Adam states: hundreds of KB.

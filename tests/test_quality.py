@@ -17,7 +17,6 @@ a 600-step run gave sepia (42-52% of the colourfulness on three of the photos) o
 weights' checkerboard.
 """
 
-import functools
 import io
 import os
 import subprocess
@@ -36,9 +35,10 @@ from colorjax import colorize
 from colorjax import export
 from colorjax import inference
 from colorjax import serve
+from colorjax import train
 from colorjax.evals import metrics
 from colorjax.evals import quality
-from colorjax.training import builders
+from colorjax.training import run_setup
 from colorjax.training import steps
 from conftest import REPO_ROOT
 
@@ -85,7 +85,7 @@ def test_colorizes_its_training_photos(colorizer, name):
 def test_no_checkerboard_where_the_initial_generator_has_one(workdir, colorizer):
   raw = inference.Colorizer.from_workdir(workdir, weights="raw")
   config = inference.load_config(workdir)
-  parts = builders.make_step_parts(config)
+  parts = run_setup.make_step_parts(config)
   init = steps.init_state(parts, jax.random.key(config.seed), (1, 32, 32, 3))
   initial = inference.Colorizer(config, parts.generator, parts.decode, init.ema, step=0)
   mean = lambda c: np.mean([quality.score_photo(c, photo(name)).checkerboard for name in PHOTOS])
@@ -122,15 +122,14 @@ def test_same_pixels_through_every_consumer(workdir, colorizer, tmp_path):
 
   # Eval: the trainer's eval step on the restored state.
   config = inference.load_config(workdir)
-  parts = builders.make_step_parts(config)
   mesh = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
-  _, abstract, shardings = builders.create_state(config, parts, mesh)
+  setup = run_setup.RunSetup.create(config, mesh)
   from colorjax.core import checkpointing
   manager = checkpointing.make_manager(workdir, 1, read_only=True)
-  state = checkpointing.restore(manager, manager.latest_step(),
-                                checkpointing.abstract_with_shardings(abstract, shardings), None)
+  state = checkpointing.restore(manager, manager.latest_step(), checkpointing.abstract_with_shardings(
+      setup.abstract_state, setup.state_shardings), None)
   manager.close()
-  _, eval_rgb, _ = jax.jit(functools.partial(steps.eval_step, parts))(state, jnp.asarray(images))
+  eval_rgb = jax.jit(train.predictor(setup.parts).rgb)(state.ema, jnp.asarray(images))
   reference = np.round(np.asarray(eval_rgb) * 255).astype(np.uint8)
 
   outputs = {"Colorizer": np.stack(colorizer.colorize_batch(list(images)))}

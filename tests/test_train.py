@@ -15,7 +15,7 @@ from PIL import Image
 import skimage.data
 
 from colorjax import train
-from colorjax.training import builders
+from colorjax.training import run_setup
 from colorjax.training import steps
 from conftest import REPO_ROOT, tiny_config
 from launch_utils import read_scalars
@@ -54,9 +54,9 @@ def test_train_writes_checkpoints_events_samples_and_eval(tmp_path, tiny_lsgan_c
 
 def _run_step_on(devices, config, batch):
   mesh = Mesh(np.array(devices), ("data",))
-  parts = builders.make_step_parts(config)
-  state = builders.init_state(config, parts, mesh)
-  step = builders.make_train_step(config, parts, mesh)
+  setup = run_setup.RunSetup.create(config, mesh)
+  state = setup.init_state()
+  step = setup.train_step()
   for _ in range(2):
     state, metrics = step(state, {"image": jax.device_put(batch, NamedSharding(mesh, P("data")))})
   return jax.device_get(metrics), jax.device_get(state.g.params)
@@ -141,7 +141,7 @@ def test_unknown_generator_lists_valid_names(tiny_lsgan_config):
   with tiny_lsgan_config.unlocked():
     tiny_lsgan_config.model.generator = "unet3000"
   with pytest.raises(ValueError, match="valid names: .*unet"):
-    builders.validate_config(tiny_lsgan_config)
+    run_setup.validate_config(tiny_lsgan_config)
 
 
 def test_missing_tfds_dataset_names_dataset_dir_and_folder_option(tmp_path, tiny_lsgan_config):

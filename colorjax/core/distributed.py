@@ -7,6 +7,8 @@ import os
 from absl import logging
 import jax
 
+from jax.sharding import NamedSharding, PartitionSpec as P
+
 from colorjax.core import multiprocess
 
 
@@ -68,3 +70,18 @@ def make_data_mesh() -> jax.sharding.Mesh:
   """
   return jax.make_mesh((jax.device_count(),), ("data",),
                        axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def shardings(mesh: jax.sharding.Mesh) -> tuple[NamedSharding, NamedSharding]:
+  """(replicated, batch sharded over the `data` axis) on `mesh`."""
+  return NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+
+
+def check_batch_divides(name: str, batch_size: int) -> None:
+  """ValueError unless the global batch `name`=`batch_size` splits evenly over all devices;
+  the message suggests the nearest size that does."""
+  devices = jax.device_count()
+  if batch_size % devices:
+    raise ValueError(f"{name}={batch_size} must be divisible by the number of devices "
+                     f"({devices}); e.g. --config.{name}="
+                     f"{max(devices, batch_size // devices * devices)}")

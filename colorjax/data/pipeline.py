@@ -20,6 +20,7 @@ import jax
 import numpy as np
 from PIL import Image
 
+from colorjax.core import distributed
 from colorjax.data import images
 from colorjax.data import sources
 
@@ -221,11 +222,9 @@ def check_labels(source: Sequence[Any], config: Any) -> None:
         f"{num_classes}; set --config.model.generator_kwargs.num_classes={len(names)}")
 
 
-def local_batch_size(global_batch_size: int) -> int:
-  """The part of the global batch this process feeds."""
-  if global_batch_size % jax.device_count():
-    raise ValueError(f"batch_size={global_batch_size} must be divisible by the number of "
-                     f"devices ({jax.device_count()})")
+def local_batch_size(global_batch_size: int, name: str = "batch_size") -> int:
+  """The part of the global batch (config key `name`) this process feeds."""
+  distributed.check_batch_divides(name, global_batch_size)
   return global_batch_size // jax.process_count()
 
 
@@ -289,7 +288,8 @@ def create_eval_dataset(config: Any) -> tuple[grain.IterDataset, int]:
     ds = ds[:stride * config.eval.num_images:stride]
   num_images = len(ds)
   ds = _process_shard(ds).map(EvalTransform(data.image_size))
-  return _finish(ds, local_batch_size(config.eval.batch_size), data, drop_remainder=False), num_images
+  local_size = local_batch_size(config.eval.batch_size, "eval.batch_size")
+  return _finish(ds, local_size, data, drop_remainder=False), num_images
 
 
 def to_global_batch(local_batch: Any, sharding: jax.sharding.Sharding) -> Any:

@@ -1,8 +1,8 @@
 """The "colorization" evaluator: per-image metrics averaged over the eval split.
 
 For the averaged generator (keys as they are: `psnr`, `ssim`, ...), the raw generator (`raw_*`)
-and the gray baseline, ab = 0 (`gray_*`): the metrics of `colorjax.evals.metrics` through
-`steps.eval_step`. The eval JSON holds them in its `model`, `raw_generator` and
+and the gray baseline, ab = 0 (`gray_*`): the metrics of `colorjax.evals.metrics`
+(`per_image_metrics`). The eval JSON holds them in its `model`, `raw_generator` and
 `gray_baseline` sections (`colorjax.evals.common.write_eval_json`).
 
   config.evals.metrics = dict(type="colorization", every=0)  # 0: eval_every_steps
@@ -14,6 +14,7 @@ float64.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Iterator
 
@@ -21,9 +22,25 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from colorjax.color import lab
+from colorjax.core import distributed
 from colorjax.evals import base
-from colorjax.training import builders
-from colorjax.training import steps
+from colorjax.evals import metrics as metrics_lib
+
+
+def per_image_metrics(predictor: base.Predictor, variables: base.Variables,
+                      rgb: jax.Array) -> dict[str, jax.Array]:
+  """Per-image metrics (B,) of the averaged generator (keys as they are), of the raw generator
+  (`raw_*`) and of the gray baseline (`gray_*`) on uint8 RGB `rgb`."""
+  l, true_ab = lab.uint8_to_model_inputs(rgb)
+  scores = {}
+  for name, prefix in (("averaged", ""), ("raw", "raw_")):
+    ab = predictor.predict(variables[name], l)
+    per_image = metrics_lib.image_metrics(l, ab, true_ab, pixel_weights=predictor.pixel_weights)
+    # The gray baseline and the truth's colourfulness are the same for both: reported once.
+    scores.update({prefix + k: v for k, v in per_image.items()
+                   if not prefix or not (k.startswith("gray_") or k == "true_colorfulness")})
+  return scores
 
 
 def masked_sums(per_image: dict[str, jax.Array],
@@ -42,17 +59,17 @@ class ColorizationMetrics(base.Evaluator):
 
   def __init__(self, context: base.EvalContext, options: ml_collections.ConfigDict):
     super().__init__(context, options)
-    replicated, batch = builders.shardings(context.mesh)
+    replicated, batch = distributed.shardings(context.mesh)
     # Per-image metrics of both generators and the gray baseline, sharded like the batch.
-    self._metrics = jax.jit(lambda state, rgb: steps.eval_step(context.parts, state, rgb)[0],
+    self._metrics = jax.jit(functools.partial(per_image_metrics, context.predictor),
                             out_shardings=batch)
     self._sums = jax.jit(masked_sums, out_shardings=replicated)
 
-  def run(self, state: steps.TrainState, step: int) -> Iterator[tuple[str, float]]:
+  def run(self, variables: base.Variables, step: int) -> Iterator[tuple[str, float]]:
     del step
     batches, _ = self.context.batches()
     # Dispatched batch after batch, read once at the end: the device never waits for the host.
-    per_batch = jax.device_get([self._sums(self._metrics(state, images), mask)
+    per_batch = jax.device_get([self._sums(self._metrics(variables, images), mask)
                                 for images, mask in batches])
     self.num_images = sum(int(count) for _, count in per_batch)
     if not per_batch:

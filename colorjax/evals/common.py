@@ -10,10 +10,12 @@ every entry names a registered evaluator type, how often it runs and its options
 keys set the cadence of every evaluator that does not set its own. Every evaluator also runs at
 the last step; a run stopping on SIGTERM runs none (its grace period is for the checkpoint).
 
-`build(config, parts, mesh, workdir)` makes each evaluator once per run, and each builds its
-jitted steps in its constructor, each computing only what it reports: the metrics pass runs both
-generators over the split, the sample grid runs them on its `num_samples` images alone, FID runs
-the averaged one. `run(evaluators, state, step, ...)` runs them and writes what they yield:
+`build(config, predictor, mesh, workdir)` makes each evaluator once per run, and each builds
+its jitted steps in its constructor on the `base.Predictor` (the generator as a function), each
+computing only what it reports: the metrics pass runs both generators over the split, the
+sample grid runs them on its `num_samples` images alone, FID runs the averaged one.
+`run(evaluators, variables, step, ...)` scores the generators' variables ({"averaged": ...,
+"raw": ...}) and writes what they yield:
 scalars as TensorBoard `eval/<key>` and, when there are any, as
 `<workdir>/eval/step_{step:08d}.json` and `latest.json`; images (H, W, 3) under their own key.
 
@@ -35,7 +37,6 @@ import numpy as np
 from colorjax.core import files
 from colorjax.core import summaries
 from colorjax.evals import base
-from colorjax.training import steps
 
 # Importing the evaluator modules registers their types in `base.EVALUATORS`.
 from colorjax.evals import colorization, fid, hints, samples  # noqa: E402,F401
@@ -68,10 +69,10 @@ def check_config(config: ml_collections.ConfigDict
   return entries
 
 
-def build(config: ml_collections.ConfigDict, parts: steps.StepParts, mesh: jax.sharding.Mesh,
-          workdir: str) -> list[base.Evaluator]:
+def build(config: ml_collections.ConfigDict, predictor: base.Predictor,
+          mesh: jax.sharding.Mesh, workdir: str) -> list[base.Evaluator]:
   """One evaluator per enabled entry of `config.evals`, built once per run."""
-  context = base.EvalContext(config, parts, mesh, workdir)
+  context = base.EvalContext(config, predictor, mesh, workdir)
   return [cls(context, options) for _, cls, options in check_config(config)]
 
 
@@ -83,15 +84,15 @@ def due(evaluators: Sequence[base.Evaluator], step: int, last: bool) -> list[bas
 # ------------------------------------------------------------------------------------------
 # Running and writing.
 # ------------------------------------------------------------------------------------------
-def run(evaluators: Sequence[base.Evaluator], state: steps.TrainState, step: int, *,
+def run(evaluators: Sequence[base.Evaluator], variables: base.Variables, step: int, *,
         config: ml_collections.ConfigDict, workdir: str,
         writer: summaries.MetricWriter) -> dict[str, float]:
-  """Runs `evaluators` on `state`; writes their scalars (TensorBoard `eval/<key>`, the eval
-  JSON) and images; returns the scalars."""
+  """Runs `evaluators` on the generators' `variables`; writes their scalars (TensorBoard
+  `eval/<key>`, the eval JSON) and images; returns the scalars."""
   scalars, images, counts = {}, {}, []
   for evaluator in evaluators:
     produced_scalars = False
-    for key, value in evaluator.run(state, step):
+    for key, value in evaluator.run(variables, step):
       if key in scalars or key in images:
         raise ValueError(f"two evaluators yield {key!r}; give one of them other keys")
       if np.ndim(value) == 0:

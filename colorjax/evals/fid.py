@@ -20,7 +20,6 @@ and are computed once per run of the trainer.
 
 from __future__ import annotations
 
-import functools
 import os
 from typing import Iterator
 
@@ -32,11 +31,10 @@ import ml_collections
 import numpy as np
 
 from colorjax.color import lab
+from colorjax.core import distributed
 from colorjax.evals import base
 from colorjax.evals import frechet
 from colorjax.evals import inception
-from colorjax.training import builders
-from colorjax.training import steps
 
 # How pytorch-fid's weights become the .npz that `weights` names (colorjax/prepare.py).
 CONVERT_COMMAND = ("python -m colorjax.prepare --src=pt_inception-2015-12-05-6726825d.pth "
@@ -63,12 +61,6 @@ def sum_over_processes(accumulators: dict[str, frechet.FidAccumulator]
           for name, (count, mean_sum, outer) in total.items()}
 
 
-def averaged_rgb(parts: steps.StepParts, state: steps.TrainState, rgb: jax.Array) -> jax.Array:
-  """The averaged generator's colorization of uint8 RGB, as RGB in [0, 1]."""
-  l, _ = lab.uint8_to_model_inputs(rgb)
-  return lab.model_outputs_to_rgb(l, steps.predict_ab(parts, state.ema, l))
-
-
 @base.EVALUATORS.register("fid")
 class Fid(base.Evaluator):
   """FID of the averaged generator and of the gray baseline against the truth."""
@@ -76,7 +68,7 @@ class Fid(base.Evaluator):
   def __init__(self, context: base.EvalContext, options: ml_collections.ConfigDict):
     super().__init__(context, options)
     module, params = inception.load_inception(options.weights)
-    _, batch = builders.shardings(context.mesh)
+    _, batch = distributed.shardings(context.mesh)
     # Not jax.device_put: across processes it gathers all 22M values to check they agree.
     self._params = jax.tree.map(lambda x: base.replicated(np.asarray(x), context.mesh), params)
     self._features = jax.jit(lambda params, rgb: module.apply({"params": params}, rgb),
@@ -84,8 +76,7 @@ class Fid(base.Evaluator):
     self._reference_rgb = jax.jit(reference_rgb, out_shardings=(batch, batch))
     # The averaged generator alone: FID needs neither the raw generator nor the metrics of the
     # shared eval step.
-    self._averaged_rgb = jax.jit(functools.partial(averaged_rgb, context.parts),
-                                 out_shardings=batch)
+    self._averaged_rgb = jax.jit(context.predictor.rgb, out_shardings=batch)
     # The truth's and gray baseline's statistics, once computed: the eval data do not change.
     self._reference: dict[str, frechet.FidAccumulator] | None = None
     self._gray_fid: float | None = None
@@ -106,13 +97,13 @@ class Fid(base.Evaluator):
     """This process's rows of a batch-sharded array: what its own devices hold."""
     return np.asarray(multihost_utils.global_array_to_host_local_array(x, self.mesh, P("data")))
 
-  def statistics(self, state: steps.TrainState) -> dict[str, frechet.FidAccumulator]:
+  def statistics(self, variables: base.Variables) -> dict[str, frechet.FidAccumulator]:
     """{"truth", "model", "gray"}: feature statistics over the eval split, all processes."""
     names = ("model",) if self._reference is not None else ("model", "truth", "gray")
     local = {name: frechet.FidAccumulator() for name in names}
     batches, _ = self.context.batches()
     for images, mask in batches:
-      rgb = {"model": self._averaged_rgb(state, images)}
+      rgb = {"model": self._averaged_rgb(variables["averaged"], images)}
       if self._reference is None:
         rgb["truth"], rgb["gray"] = self._reference_rgb(images)
       real = self._local_rows(mask)
@@ -125,9 +116,9 @@ class Fid(base.Evaluator):
       self._reference = {name: summed[name] for name in ("truth", "gray")}
     return {**self._reference, "model": summed["model"]}
 
-  def run(self, state: steps.TrainState, step: int) -> Iterator[tuple[str, float]]:
+  def run(self, variables: base.Variables, step: int) -> Iterator[tuple[str, float]]:
     del step
-    stats = self.statistics(state)
+    stats = self.statistics(variables)
     self.num_images = stats["model"].count
     # The Cholesky form gives the same distance as pytorch-fid's sqrtm, exactly also for the
     # rank-deficient covariances of small eval sets, in a second instead of a minute.

@@ -29,11 +29,10 @@ import ml_collections
 
 from colorjax.color import hints as hints_lib
 from colorjax.color import lab
+from colorjax.core import distributed
 from colorjax.evals import base
 from colorjax.evals import colorization
 from colorjax.evals import metrics as metrics_lib
-from colorjax.training import builders
-from colorjax.training import steps
 
 KEY_PREFIX = "hints_"
 _PAPER_PATCH, _PAPER_SIZE = 6, 256  # Zhang et al. 2017's sweep: 6 px patches at 256 px.
@@ -58,15 +57,15 @@ def revealed_hints(seed: int, batch_index: int | jax.Array, true_ab: jax.Array,
   return hints_lib.simulate_count(rng, true_ab, count, cfg, capacity)
 
 
-def metrics_with_hints(parts: steps.StepParts, state: steps.TrainState, rgb: jax.Array,
+def metrics_with_hints(predictor: base.Predictor, variables: base.PyTree, rgb: jax.Array,
                        batch_index: jax.Array, count: jax.Array, *, capacity: int, seed: int,
                        patch_size: int) -> dict[str, jax.Array]:
   """Per-image metrics (B,) of the averaged generator with `count` revealed hints (traced: one
   compilation serves every count up to `capacity`)."""
   l, true_ab = lab.uint8_to_model_inputs(rgb)
   hint_ab, mask = revealed_hints(seed, batch_index, true_ab, count, patch_size, capacity)
-  pred = steps.predict_ab(parts, state.ema, hints_lib.generator_input(l, hint_ab, mask))
-  scores = metrics_lib.image_metrics(l, pred, true_ab, pixel_weights=parts.pixel_weights)
+  pred = predictor.predict(variables, hints_lib.generator_input(l, hint_ab, mask))
+  scores = metrics_lib.image_metrics(l, pred, true_ab, pixel_weights=predictor.pixel_weights)
   return {k: v for k, v in scores.items() if not k.startswith(("gray_", "true_"))}
 
 
@@ -85,24 +84,25 @@ class HintMetrics(base.Evaluator):
 
   def __init__(self, context: base.EvalContext, options: ml_collections.ConfigDict):
     super().__init__(context, options)
-    replicated, batch = builders.shardings(context.mesh)
+    replicated, batch = distributed.shardings(context.mesh)
     self.counts = tuple(sorted(set(options.counts)))
     self.patch_size = eval_patch_size(options.get("patch_size", hints_lib.USER_PATCH_SIZE),
                                       context.config.data.image_size)
-    score = lambda state, rgb, index, count: metrics_with_hints(
-        context.parts, state, rgb, index, count, capacity=max(self.counts),
+    score = lambda variables, rgb, index, count: metrics_with_hints(
+        context.predictor, variables, rgb, index, count, capacity=max(self.counts),
         seed=options.get("seed", 0), patch_size=self.patch_size)
     self._metrics = jax.jit(score, out_shardings=batch)
     self._sums = jax.jit(colorization.masked_sums, out_shardings=replicated)
 
-  def run(self, state: steps.TrainState, step: int) -> Iterator[tuple[str, float]]:
+  def run(self, variables: base.Variables, step: int) -> Iterator[tuple[str, float]]:
     del step
-    if self.context.parts.hints is None:
+    if not self.context.predictor.takes_hints:
       return  # A model without hint inputs: nothing to score.
     batches, _ = self.context.batches()
     # Dispatched batch after batch and count after count, read once at the end.
     per_batch = jax.device_get([
-        [self._sums(self._metrics(state, images, jnp.int32(i), jnp.int32(count)), mask)
+        [self._sums(self._metrics(variables["averaged"], images, jnp.int32(i),
+                                  jnp.int32(count)), mask)
          for count in self.counts] for i, (images, mask) in enumerate(batches)])
     self.num_images = sum(int(by_count[0][1]) for by_count in per_batch)
     if not per_batch:

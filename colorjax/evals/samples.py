@@ -23,10 +23,9 @@ import ml_collections
 import numpy as np
 
 from colorjax.color import lab
+from colorjax.core import distributed
 from colorjax.evals import base
 from colorjax.evals import visualize
-from colorjax.training import builders
-from colorjax.training import steps
 
 IMAGE_KEY = "samples/gray_averaged_raw_truth"
 LABELS = ("gray input", "averaged G", "raw G", "truth")
@@ -74,12 +73,13 @@ class SampleGrid(base.Evaluator):
     self.num_samples = options.get("num_samples", 8)
     # 32 px images are invisible at 1:1 in TensorBoard: enlarge small ones to about 128 px.
     self.scale = max(1, 128 // context.config.data.image_size)
-    replicated, _ = builders.shardings(context.mesh)
+    replicated, _ = distributed.shardings(context.mesh)
     # Indices and images padded to num_samples: each compiles once.
     self._gather = jax.jit(lambda images, index: images[index], out_shardings=replicated)
-    self._colorize = jax.jit(
-        lambda state, rgb: steps.eval_step(context.parts, state, rgb)[1:],
-        out_shardings=replicated)
+    rgb = context.predictor.rgb
+    self._colorize = jax.jit(lambda variables, images: (rgb(variables["averaged"], images),
+                                                        rgb(variables["raw"], images)),
+                             out_shardings=replicated)
 
   @classmethod
   def check_options(cls, name: str, options: ml_collections.ConfigDict) -> None:
@@ -87,7 +87,7 @@ class SampleGrid(base.Evaluator):
     if not isinstance(num, int) or num <= 0:
       raise ValueError(f"evals.{name}.num_samples must be a positive number of rows, got {num!r}")
 
-  def run(self, state: steps.TrainState, step: int) -> Iterator[tuple[str, np.ndarray]]:
+  def run(self, variables: base.Variables, step: int) -> Iterator[tuple[str, np.ndarray]]:
     batches, total = self.context.batches()
     picker = SampleRows(total, self.num_samples)
     picked = []
@@ -106,7 +106,7 @@ class SampleGrid(base.Evaluator):
     padded = np.zeros((self.num_samples,) + truth.shape[1:], truth.dtype)
     padded[:len(truth)] = truth
     averaged, raw = (np.asarray(x)[:len(truth)]
-                     for x in self._colorize(state, base.replicated(padded, self.mesh)))
+                     for x in self._colorize(variables, base.replicated(padded, self.mesh)))
     grid = labelled_grid(truth, averaged, raw, self.scale)
     if jax.process_index() == 0:
       visualize.save_png(os.path.join(self.workdir, "samples", f"step_{step:08d}.png"), grid)

@@ -1,4 +1,4 @@
-"""Train state and the jitted train / eval steps: small pure functions of arrays.
+"""Train state, the train step and the generator's prediction: small pure functions of arrays.
 
 The static parts of a step (modules, optimizers, loss weights) live in a frozen `StepParts`
 closed over by the step; the state and the batch are the only traced arguments.
@@ -17,7 +17,6 @@ import optax
 
 from colorjax.color import hints as hints_lib
 from colorjax.color import lab
-from colorjax.evals import metrics as metrics_lib
 from colorjax.training import objectives
 
 PyTree = Any
@@ -171,7 +170,7 @@ def image_class_loss(class_logits: jax.Array,
                      labels: jax.Array) -> tuple[jax.Array, jax.Array]:
   """(mean softmax cross-entropy, accuracy) of the generator's image-level class logits.
 
-  `builders.validate_config` and `pipeline.check_labels` ensure, before anything is traced, that a
+  `run_setup.validate_config` and `pipeline.check_labels` ensure, before anything is traced, that a
   config with `loss.class_weight > 0` has a classifier of the dataset's size and labels.
   """
   logits = class_logits.astype(jnp.float32)
@@ -316,7 +315,7 @@ def train_step(parts: StepParts, base_rng: jax.Array, state: TrainState,
 
 
 # ------------------------------------------------------------------------------------------
-# Evaluation.
+# Inference: what the evaluators receive (colorjax/evals/base.py, `Predictor`).
 # ------------------------------------------------------------------------------------------
 def predict_ab(parts: StepParts, variables: PyTree, l: jax.Array) -> jax.Array:
   """Normalised ab from the generator with `variables` ({"params", "batch_stats"}) in
@@ -325,15 +324,7 @@ def predict_ab(parts: StepParts, variables: PyTree, l: jax.Array) -> jax.Array:
   return parts.decode(parts.generator.apply(variables, automatic_input(parts, l), train=False))
 
 
-def eval_step(parts: StepParts, state: TrainState,
-              rgb: jax.Array) -> tuple[dict[str, jax.Array], jax.Array, jax.Array]:
-  """Per-image metrics (B,) of the averaged generator, of the raw generator (keys prefixed
-  `raw_`) and of the gray baseline (`gray_`), plus both generators' RGB predictions."""
-  l, true_ab = lab.uint8_to_model_inputs(rgb)
-  ema_ab = predict_ab(parts, state.ema, l)
-  raw_ab = predict_ab(parts, generator_variables(state.g), l)
-  per_image = metrics_lib.image_metrics(l, ema_ab, true_ab, pixel_weights=parts.pixel_weights)
-  raw = metrics_lib.image_metrics(l, raw_ab, true_ab, pixel_weights=parts.pixel_weights)
-  per_image.update({f"raw_{k}": v for k, v in raw.items()
-                    if not k.startswith("gray_") and k != "true_colorfulness"})
-  return per_image, lab.model_outputs_to_rgb(l, ema_ab), lab.model_outputs_to_rgb(l, raw_ab)
+def eval_variables(state: TrainState) -> dict[str, PyTree]:
+  """The generators the evaluators score, by name: the moving average ("averaged", what
+  colorize, serve and export load) and the raw generator ("raw")."""
+  return {"averaged": state.ema, "raw": generator_variables(state.g)}

@@ -1,10 +1,15 @@
 """Checks before the first step: everything that would otherwise fail minutes or hours later.
 
 `check(config, workdir)` runs before training creates anything in the workdir: the config's
-values, the train and eval splits (non-empty), labels when the classification loss needs them,
-the image size against the model (by building its abstract state, which runs the model's own
-shape checks), the batch against the device count, and the disk space for one checkpoint. Each
-failure is a `UserError` whose message says what to change.
+values and the batch against the device count, the image size against the model (by building
+the run's `RunSetup`, whose abstract state runs the model's own shape checks), the evaluators
+of `config.evals`, the train and eval splits (non-empty), labels when the classification loss
+needs them, and the disk space for one checkpoint. Each failure is a `UserError` whose message
+says what to change. It returns the `RunSetup`, which the trainer then takes over: the config
+is validated and the state's shapes traced once per run.
+
+It checks the trainer's and the evaluators' configuration alike, so it sits above both
+(colorjax/training/, colorjax/evals/), beside colorjax/train.py.
 """
 
 from __future__ import annotations
@@ -13,55 +18,55 @@ import os
 import shutil
 from typing import Any, Sequence
 
-import jax
 import ml_collections
 
+from colorjax.core import checkpointing
+from colorjax.core import diskspace
 from colorjax.core.errors import UserError
+from colorjax.data import pipeline
+from colorjax.data import sources
+from colorjax.evals import common as eval_common
+from colorjax.training import run_setup
 
 
-def check(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Raises `UserError` on the first problem a training run in `workdir` would hit."""
-  check_config(config)
+def check(config: ml_collections.ConfigDict, workdir: str) -> run_setup.RunSetup:
+  """The run's setup; `UserError` on the first problem a training run in `workdir` would hit."""
+  setup = check_config(config)
   train_source = check_split(config, train=True)
   check_split(config, train=False)
   check_labels(config, train_source)
-  abstract_state = check_model(config)
-  check_disk_space(workdir, abstract_state)
+  check_disk_space(workdir, setup.abstract_state)
+  return setup
 
 
-def check_eval(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """--mode=eval: the config, the eval split and a checkpoint to evaluate."""
-  check_config(config)
+def check_eval(config: ml_collections.ConfigDict, workdir: str) -> run_setup.RunSetup:
+  """--mode=eval: the config, the eval split and a checkpoint to evaluate; the run's setup."""
+  setup = check_config(config)
   check_split(config, train=False)
   if not checkpoint_steps(workdir):
     raise UserError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}: train first "
                     f"(--mode=train with the same --workdir), or give the workdir of a run")
+  return setup
 
 
-def check_config(config: ml_collections.ConfigDict) -> None:
-  """The trainer's value checks (choices, positive counts, batch vs devices) and eval's batch."""
-  from colorjax.training import builders  # pylint: disable=g-import-not-at-top
+def check_config(config: ml_collections.ConfigDict) -> run_setup.RunSetup:
+  """The run's setup, built once: the trainer's value checks (choices, positive counts, both
+  batches against the devices), the model at `data.image_size` and the evaluators' entries."""
   try:
-    builders.validate_config(config)
+    setup = run_setup.RunSetup.create(config)
   except (ValueError, KeyError) as e:  # The registries raise KeyError naming the valid names.
     raise UserError(str(e).strip("'\"")) from e
   # The evaluators of config.evals: known types, cadences, FID weights that exist (else found
   # missing only at the first eval).
-  from colorjax.evals import common  # pylint: disable=g-import-not-at-top
   try:
-    common.check_config(config)
+    eval_common.check_config(config)
   except ValueError as e:
     raise UserError(str(e)) from e
-  devices = jax.device_count()
-  if config.eval.batch_size % devices:
-    raise UserError(f"eval.batch_size={config.eval.batch_size} must be divisible by the number "
-                    f"of devices ({devices}); e.g. --config.eval.batch_size="
-                    f"{max(devices, config.eval.batch_size // devices * devices)}")
+  return setup
 
 
 def check_split(config: ml_collections.ConfigDict, *, train: bool) -> Sequence[Any]:
   """The split's source; `UserError` if it is missing or empty, with the way to fix it."""
-  from colorjax.data import sources  # pylint: disable=g-import-not-at-top
   which = "train" if train else "eval"
   try:
     source = sources.create_source(config.data, train=train)
@@ -85,30 +90,14 @@ def _empty_split_fix(config: ml_collections.ConfigDict, train: bool) -> str:
 
 def check_labels(config: ml_collections.ConfigDict, train_source: Sequence[Any]) -> None:
   """loss.class_weight > 0 needs labelled data with as many classes as the classifier."""
-  from colorjax.data import pipeline  # pylint: disable=g-import-not-at-top
   try:
     pipeline.check_labels(train_source, config)
   except ValueError as e:
     raise UserError(str(e)) from e
 
 
-def check_model(config: ml_collections.ConfigDict) -> Any:
-  """The abstract train state (shapes only, nothing computed); `UserError` if the model cannot
-  run at `data.image_size` (e.g. a U-Net needs sides divisible by 2**num_downs)."""
-  from colorjax.training import builders  # pylint: disable=g-import-not-at-top
-  from colorjax.core import distributed  # pylint: disable=g-import-not-at-top
-  try:
-    parts = builders.make_step_parts(config)  # The colour prior only reweights: shapes are equal.
-    _, abstract_state, _ = builders.create_state(config, parts, distributed.make_data_mesh())
-  except ValueError as e:
-    raise UserError(f"the model cannot be built for data.image_size={config.data.image_size}: "
-                    f"{e}") from e
-  return abstract_state
-
-
 def check_disk_space(workdir: str, abstract_state: Any) -> None:
   """Room for one more checkpoint (the train state's bytes) where the workdir is or will be."""
-  from colorjax.core import checkpointing, diskspace  # pylint: disable=g-import-not-at-top
   needed = checkpointing.state_nbytes(abstract_state)
   existing = _nearest_existing(workdir)
   free = shutil.disk_usage(existing).free
