@@ -79,7 +79,8 @@ def main(argv):
   setup = run_setup.RunSetup.create(bench.build_config(name, size, batch_size, "float32", []))
   state = setup.init_state()
   step = setup.train_step()
-  batch = {"image": bench._batch(size, batch_size, setup.batch_sharding)}  # pylint: disable=protected-access
+  # pylint: disable-next=protected-access
+  batch = {"image": bench._batch(size, batch_size, setup.batch_sharding)}
   flops = step.lower(state, batch).compile().cost_analysis()
   flops = float((flops[0] if isinstance(flops, (list, tuple)) else flops).get("flops", 0.0))
   for _ in range(2):  # Compile and warm up outside the trace.

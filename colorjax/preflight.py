@@ -70,7 +70,7 @@ def check_split(config: ml_collections.ConfigDict, *, train: bool) -> Sequence[A
   which = "train" if train else "eval"
   try:
     source = sources.create_source(config.data, train=train)
-  except FileNotFoundError as e:  # A missing folder or TFDS dataset: the message says how to get it.
+  except FileNotFoundError as e:  # A missing folder or TFDS dataset: the message says how.
     raise UserError(str(e)) from e
   except ValueError as e:  # A folder whose hash split left this split empty.
     raise UserError(f"{e}: {_empty_split_fix(config, train)}") from e

@@ -126,8 +126,8 @@ def test_same_pixels_through_every_consumer(workdir, colorizer, tmp_path):
   setup = run_setup.RunSetup.create(config, mesh)
   from colorjax.core import checkpointing
   manager = checkpointing.make_manager(workdir, 1, read_only=True)
-  state = checkpointing.restore(manager, manager.latest_step(), checkpointing.abstract_with_shardings(
-      setup.abstract_state, setup.state_shardings), None)
+  abstract = checkpointing.abstract_with_shardings(setup.abstract_state, setup.state_shardings)
+  state = checkpointing.restore(manager, manager.latest_step(), abstract, None)
   manager.close()
   eval_rgb = jax.jit(train.predictor(setup.parts).rgb)(state.ema, jnp.asarray(images))
   reference = np.round(np.asarray(eval_rgb) * 255).astype(np.uint8)
