@@ -2,7 +2,7 @@
 
   python -m colorjax.main --config=configs/lsgan.py --workdir=runs/lsgan [--mode=eval]
 
-Configs (one per method, see README.md "Configs"): {configs}.
+Configs (one per method, see docs/training.md "Configs"): {configs}.
 Each has the variants :cifar (CIFAR-10 at 32 px), :quick (the bundled photos at 32 px, about a
 minute) and :tiny (seconds, for tests), e.g. --config=configs/lsgan.py:quick. Any key can be
 overridden, --config.batch_size=64 --config.data.name=~/photos; print every key and its value

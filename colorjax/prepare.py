@@ -17,9 +17,9 @@ restarted run skips finished chunks. See `colorjax.data.prepare`.
   python -m colorjax.prepare --src=pt_inception-2015-12-05-6726825d.pth \
     --fid_weights=fid_inception.npz
 
-converts pytorch-fid's Inception weights to the .npz that the config's FID weights name (README.md,
-FID; the format is `colorjax.evals.inception`'s); it needs `torch` importable, only to unpickle
-the .pth.
+converts pytorch-fid's Inception weights to the .npz that the config's FID weights name
+(docs/evaluation.md, FID; the format is `colorjax.evals.inception`'s); it needs `torch`
+importable, only to unpickle the .pth.
 
 Exit codes: 0 done, 2 a mistake in the command or the input (one line saying what to change).
 """
@@ -89,7 +89,8 @@ def _convert_fid_weights(src: str, dst: str) -> int:
   except (ValueError, KeyError, RuntimeError, EOFError, pickle.UnpicklingError) as e:
     # Not a .pth (torch.load's errors), or not pytorch-fid's Inception (a missing or odd array).
     raise errors.UserError(f"--src={src} is not pytorch-fid's Inception: {e}") from e
-  print(f"wrote {dst}: name it as the config's FID weights (README.md, FID)", file=sys.stderr)
+  print(f"wrote {dst}: name it as the config's FID weights (docs/evaluation.md, FID)",
+        file=sys.stderr)
   return 0
 
 

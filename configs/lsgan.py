@@ -12,7 +12,7 @@ compile and evaluation included). runs/lsgan/samples/ then shows the six trainin
 their own colours (orange suit, red cup), and runs/lsgan/eval/latest.json gives PSNR 29.7 dB
 (raw generator 29.4) against 18.9 for the gray baseline (those same photos: a smoke test, not a
 benchmark; docs/quality.md). On CIFAR-10 at 32 px (TFDS's cifar10, or --config.data.name=DIR
-for image folders; README.md, Data):
+for image folders; docs/data.md):
 
   python -m colorjax.main --config=configs/lsgan.py:cifar --workdir=runs/lsgan_cifar
 

@@ -181,10 +181,10 @@ def test_colorizer_from_python_prints_nothing_but_real_warnings(exported):
 
 
 def readme_snippet(name: str) -> str:
-  """The README's python block after `<!-- snippet: NAME ... -->`: what a user copies."""
-  with open(os.path.join(REPO_ROOT, "README.md")) as f:
+  """docs/serving.md's python block after `<!-- snippet: NAME ... -->`: what a user copies."""
+  with open(os.path.join(REPO_ROOT, "docs", "serving.md")) as f:
     match = re.search(rf"<!-- snippet: {name}\b.*?-->\n```python\n(.*?)```", f.read(), re.S)
-  assert match, f"README.md lost its {name} snippet"
+  assert match, f"docs/serving.md lost its {name} snippet"
   return match.group(1)
 
 

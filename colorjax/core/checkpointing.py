@@ -3,7 +3,7 @@
 Layout: `<workdir>/checkpoints/<step>/{state,data_iter}`. Orbax writes each step into a temporary
 directory and renames it when complete, so a kill at any point leaves only whole checkpoints.
 
-What can still go wrong, and what happens (README, "Reliability"):
+What can still go wrong, and what happens (docs/reliability.md):
 
 * A complete checkpoint damaged later (a truncated file, a bad block, a partial copy):
   `restore_newest_loadable` warns in one line naming the step and the cause and falls back to

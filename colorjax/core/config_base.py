@@ -120,7 +120,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.eval.step = -1  # --mode=eval restores this checkpoint step (-1 = latest).
 
   # Evaluators by name, as big_vision's `config.evals`: `type` is one of colorjax/evals/
-  # common.py's registry, `every` its cadence in steps (0 = the default cadence above), the rest
+  # base.py's registry, `every` its cadence in steps (0 = the default cadence above), the rest
   # its options. Every evaluator also runs at the last step, and all of them in --mode=eval.
   c.evals = ml_collections.ConfigDict()
   # PSNR, SSIM, colourfulness, ab error, AuC of the averaged and raw generator and the gray
@@ -129,7 +129,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   # Labelled grids (gray | averaged G | raw G | truth) of num_samples eval images:
   # <workdir>/samples/step_*.png and TensorBoard.
   c.evals.samples = ml_collections.ConfigDict({"type": "samples", "every": 0, "num_samples": 8})
-  # FID with an Inception weights file you supply (README.md, FID); skipped while weights="".
+  # FID with an Inception weights file you supply (docs/evaluation.md, FID); skipped while
+  # weights="".
   c.evals.fid = ml_collections.ConfigDict({"type": "fid", "every": 0, "weights": ""})
   return c
 

@@ -3,7 +3,8 @@ of the gray baseline's, against the eval images.
 
   config.evals.fid = dict(type="fid", every=0, weights="fid_inception.npz")  # 0: eval_every_steps
 
-Skipped while `weights` is "": colorjax never downloads Inception weights (README.md, FID).
+Skipped while `weights` is "": colorjax never downloads Inception weights (docs/evaluation.md,
+FID).
 Keys: `fid` (the averaged generator) and `gray_fid` (ab = 0), in the eval JSON's `model` and
 `gray_baseline` sections.
 
@@ -87,7 +88,7 @@ class Fid(base.Evaluator):
     if weights and not os.path.isfile(weights):
       raise ValueError(f"evals.{name}.weights={weights!r} does not exist: convert pytorch-fid's "
                        f"Inception weights with `{CONVERT_COMMAND.format(weights=weights)}` "
-                       f"(README.md, FID), or drop the flag to skip FID")
+                       f"(docs/evaluation.md, FID), or drop the flag to skip FID")
 
   @classmethod
   def enabled(cls, options: ml_collections.ConfigDict) -> bool:
