@@ -204,8 +204,8 @@ def _run(args: cli.Args) -> int:
       if jax.process_index() == 0:
         print(console.run_summary(workdir, time.perf_counter() - start), file=sys.stderr)
     elif args.mode == "prior":
-      from colorjax.training import classification  # pylint: disable=g-import-not-at-top
-      print(classification.write_prior(config, workdir), file=sys.stderr)
+      from colorjax.training import prior  # pylint: disable=g-import-not-at-top
+      print(prior.write_prior(config, workdir), file=sys.stderr)
     else:
       setup = preflight.check_eval(config, workdir)
       train.evaluate_checkpoint(config, workdir, setup)

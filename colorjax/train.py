@@ -55,6 +55,35 @@ def summarize_metrics(history: list[dict[str, Any]], first_step: int) -> dict[st
   return {k: float(np.mean([m[k] for m in host])) for k in host[0]}
 
 
+class _LogWindow:
+  """The steps since the last log line: their metrics (device arrays, checked and averaged
+  when the window closes), its wall time less evaluation, and the time spent waiting for input."""
+
+  def __init__(self, first_step: int):
+    self._open(first_step)
+
+  def _open(self, first_step: int) -> None:
+    self.history: list[dict[str, Any]] = []
+    self.first_step, self.start, self.input_wait = first_step, time.perf_counter(), 0.0
+
+  def check(self) -> dict[str, float]:
+    """The window's means; NonFiniteLossError names the first step and term not finite."""
+    return summarize_metrics(self.history, self.first_step)
+
+  def close(self, step: int, batch_size: int) -> dict[str, float]:
+    """The means with the throughput and input-wait share; a new window opens at `step`."""
+    summary = self.check()
+    elapsed = time.perf_counter() - self.start
+    summary["images_per_sec"] = len(self.history) * batch_size / elapsed
+    summary["input_wait_share"] = min(1.0, self.input_wait / elapsed)
+    self._open(step)
+    return summary
+
+  def exclude(self, seconds: float) -> None:
+    """Leaves `seconds` (an evaluation) out: images/s counts training only."""
+    self.start += seconds
+
+
 class _StopRequest:
   """SIGTERM / SIGINT ask the loop to finish its step, checkpoint and exit cleanly.
 
@@ -185,10 +214,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   writer = summaries.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   writer.write_hparams(_flat_hparams(config))
   report_progress = summaries.ReportProgress(num_train_steps=config.num_train_steps,
-                                                    writer=writer, every_secs=30)
-  history, window_start, window_time = [], first_step, time.perf_counter()
-  input_wait = 0.0  # Seconds of the logging window spent waiting for batches.
-  step = first_step
+                                             writer=writer, every_secs=30)
+  window, step = _LogWindow(first_step), first_step
   with _StopRequest(jax.process_count() > 1) as stop, _saves_finished(manager, abstract_state), \
        summaries.closing(writer), \
        console.TrainProgress(first_step, config.num_train_steps, config.batch_size,
@@ -196,32 +223,27 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     while step < config.num_train_steps:
       fetch_start = time.perf_counter()
       batch = pipeline.to_global_batch(next(train_iter), setup.batch_sharding)
-      input_wait += time.perf_counter() - fetch_start
+      window.input_wait += time.perf_counter() - fetch_start
       state, metrics = train_step(state, batch)
-      if history:  # One step in flight, no more: the wait above is then input the step lacked,
-        jax.block_until_ready(history[-1])  # not the host running ahead of the device.
+      if window.history:  # One step in flight, no more: the wait above is then input the step
+        jax.block_until_ready(window.history[-1])  # lacked, not the host running ahead.
       step += 1
-      history.append(metrics)
+      window.history.append(metrics)
       report_progress(step, time.time())
       progress.step_done(step, metrics)  # The console line; TensorBoard gets the scalars below.
 
       if step % config.log_every_steps == 0 or step == config.num_train_steps:
-        summary = summarize_metrics(history, window_start)
-        elapsed = time.perf_counter() - window_time
-        summary["images_per_sec"] = len(history) * config.batch_size / elapsed
-        summary["input_wait_share"] = min(1.0, input_wait / elapsed)
+        summary = window.close(step, config.batch_size)
         summary["g_learning_rate"] = float(g_schedule(step - 1))
         if parts.discriminator is not None:
           summary["d_learning_rate"] = float(d_schedule(step - 1))
         writer.write_scalars(step, summary)
         progress.losses(summary)
-        history, window_start, window_time = [], step, time.perf_counter()
-        input_wait = 0.0
 
       stop_now = stop.should_stop(manager, step)
       if step % config.checkpoint_every_steps == 0 or step == config.num_train_steps or stop_now:
-        if history:  # Never checkpoint a state whose losses were not checked.
-          summarize_metrics(history, window_start)
+        if window.history:  # Never checkpoint a state whose losses were not checked.
+          window.check()
         checkpointing.save(manager, step, state, train_iter)
       # A stopping run skips eval: the grace period before SIGKILL is for the checkpoint.
       # A run always ends with every evaluator (samples and an eval).
@@ -231,7 +253,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         eval_start = time.perf_counter()
         progress.evaluated(step, eval_common.run(due, steps.eval_variables(state), step,
                                                  config=config, workdir=workdir, writer=writer))
-        window_time += time.perf_counter() - eval_start  # images/s counts training only.
+        window.exclude(time.perf_counter() - eval_start)
       if stop_now:
         # Say "saved" only once the checkpoint is complete.
         checkpointing.wait_until_finished(manager, abstract_state)

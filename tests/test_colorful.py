@@ -7,7 +7,7 @@ import numpy as np
 
 from colorjax import train
 from colorjax.color import rebalance
-from colorjax.training import classification
+from colorjax.training import prior as prior_lib
 from conftest import tiny_config
 from launch_utils import read_scalars
 
@@ -23,7 +23,7 @@ def test_colorful_trains_with_prior_and_reports_rebalanced_auc(tmp_path):
   workdir = str(tmp_path)
   train.train_and_evaluate(config, workdir)
 
-  prior = rebalance.load_prior(os.path.join(workdir, classification.PRIOR_FILENAME))
+  prior = rebalance.load_prior(os.path.join(workdir, prior_lib.PRIOR_FILENAME))
   assert len(prior.bins) == 261
   np.testing.assert_allclose(float(np.sum(prior.prior * prior.weights)), 1.0, rtol=1e-4)
   peak = prior.bins[np.argmax(prior.prior)]
@@ -43,7 +43,7 @@ def test_prior_command_writes_a_prior_peaking_near_neutral(tmp_path):
   config = tiny_config("colorful")
   with config.unlocked():
     config.color.prior_num_images = 6
-  prior = classification.compute_prior(config, progress=False)
+  prior = prior_lib.compute_prior(config, progress=False)
   assert prior.counts.sum() > 0
   assert np.hypot(*prior.bins[np.argmax(prior.prior)]) <= 30
 
@@ -61,10 +61,10 @@ def test_mode_prior_writes_the_prior_the_trainer_reads(tmp_path):
       cwd=REPO_ROOT, env=launch_utils.cpu_env(1), capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
   assert "wrote" in result.stderr and "Q=261 bins" in result.stderr
-  written = rebalance.load_prior(os.path.join(workdir, classification.PRIOR_FILENAME))
+  written = rebalance.load_prior(os.path.join(workdir, prior_lib.PRIOR_FILENAME))
   config = tiny_config("colorful")
   with config.unlocked():
     config.color.prior_num_images = 6
-  expected = classification.compute_prior(config, progress=False)
+  expected = prior_lib.compute_prior(config, progress=False)
   np.testing.assert_allclose(written.counts, expected.counts)
   np.testing.assert_allclose(written.weights, expected.weights, rtol=1e-6)

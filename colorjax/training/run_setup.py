@@ -23,6 +23,7 @@ from colorjax.training import builders
 from colorjax.training import classification
 from colorjax.training import objectives
 from colorjax.training import optim
+from colorjax.training import prior as prior_lib
 from colorjax.training import steps
 
 
@@ -102,7 +103,7 @@ def load_prior(config: ml_collections.ConfigDict, workdir: str) -> rebalance.Pri
   It rebalances the cross-entropy of classification configs and, for every config, weights
   the rebalanced AuC in eval.
   """
-  return classification.load_or_compute_prior(config, workdir)
+  return prior_lib.load_or_compute_prior(config, workdir)
 
 
 def rngs(seed: int) -> tuple[jax.Array, jax.Array]:
