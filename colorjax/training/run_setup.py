@@ -112,14 +112,19 @@ def rngs(seed: int) -> tuple[jax.Array, jax.Array]:
   return init_rng, step_rng
 
 
+def _init_fn(config: ml_collections.ConfigDict,
+             parts: steps.StepParts) -> Callable[[jax.Array], steps.TrainState]:
+  """rng -> a fresh state for the config's batches (`steps.init_state`)."""
+  size = config.data.image_size
+  return functools.partial(steps.init_state, parts,
+                           image_shape=(config.batch_size, size, size, 3))
+
+
 def abstract_state(config: ml_collections.ConfigDict, parts: steps.StepParts) -> Any:
   """The train state as ShapeDtypeStructs: `steps.init_state` traced once by `jax.eval_shape`,
   nothing computed. The model's own shape checks (a U-Net's sides divisible by 2**num_downs)
   raise here."""
-  size = config.data.image_size
-  return jax.eval_shape(functools.partial(steps.init_state, parts,
-                                          image_shape=(config.batch_size, size, size, 3)),
-                        rngs(config.seed)[0])
+  return jax.eval_shape(_init_fn(config, parts), rngs(config.seed)[0])
 
 
 # ------------------------------------------------------------------------------------------
@@ -171,10 +176,8 @@ class RunSetup:
 
   def init_state(self) -> steps.TrainState:
     """A fresh state from the config's seed, initialised directly in its shardings."""
-    size = self.config.data.image_size
-    init = functools.partial(steps.init_state, self.parts,
-                             image_shape=(self.config.batch_size, size, size, 3))
-    return jax.jit(init, out_shardings=self.state_shardings)(rngs(self.config.seed)[0])
+    return jax.jit(_init_fn(self.config, self.parts),
+                   out_shardings=self.state_shardings)(rngs(self.config.seed)[0])
 
   def train_step(self) -> Callable[[steps.TrainState, dict[str, jax.Array]],
                                    tuple[steps.TrainState, dict[str, Any]]]:
