@@ -1,4 +1,8 @@
-"""Test set-up: 8 simulated CPU devices (set before JAX starts) and small shared fixtures."""
+"""Test set-up: 8 simulated CPU devices (set before JAX starts) and fixtures.
+
+This file applies to every folder under tests/. Helpers that test modules import live in
+tests/helpers/, never here.
+"""
 
 import os
 
@@ -11,33 +15,34 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CIFAR10_DIR = os.path.join(os.path.dirname(REPO_ROOT), "shared", "data", "cifar10")
-
-
-def load_config(name: str, variant: str = ""):
-  """`configs/<name>.py:<variant>`, locked, as `--config=configs/<name>.py:<variant>` gives it."""
-  from colorjax.core import config_files  # pylint: disable=g-import-not-at-top
-  return config_files.load(f"{name}:{variant}", locked=True)
-
-
-def tiny_config(name: str = "lsgan"):
-  """`configs/<name>.py:tiny`: the variant a user can run too, seconds per run on CPU."""
-  return load_config(name, "tiny")
-
-
-def skimage_photos(size: int):
-  """scikit-image's five bundled colour photos (astronaut, chelsea, coffee, rocket, motorcycle),
-  resized to size x size, as a uint8 batch (5, size, size, 3)."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from skimage import data, transform  # pylint: disable=g-import-not-at-top
-  images = [data.astronaut(), data.chelsea(), data.coffee(), data.rocket(),
-            data.stereo_motorcycle()[0]]
-  return np.stack([
-      (transform.resize(image, (size, size), anti_aliasing=True) * 255).round().astype(np.uint8)
-      for image in images])
+from tests import helpers  # noqa: E402
 
 
 @pytest.fixture
 def tiny_lsgan_config():
-  return tiny_config("lsgan")
+  return helpers.tiny_config("lsgan")
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(tmp_path_factory):
+  """name -> the workdir of `configs/<name>.py:tiny` trained (its 2 steps), trained once per
+  session and name. Tests only read it (they write their outputs under their own tmp_path)."""
+  workdirs = {}
+
+  def get(name: str = "lsgan") -> str:
+    if name not in workdirs:
+      workdirs[name] = helpers.train_tiny(str(tmp_path_factory.mktemp(f"{name}_tiny")), name)
+    return workdirs[name]
+  return get
+
+
+@pytest.fixture(scope="session")
+def hints_workdir(trained_tiny):
+  """`configs/hints.py:tiny` trained: a generator that takes hint channels."""
+  return trained_tiny("hints")
+
+
+@pytest.fixture(scope="session")
+def hints_colorizer(hints_workdir):
+  from colorjax import inference  # pylint: disable=g-import-not-at-top
+  return inference.Colorizer.from_workdir(hints_workdir)

@@ -15,7 +15,7 @@ from PIL import Image
 from colorjax import colorize
 from colorjax import inference
 from colorjax import train
-from conftest import tiny_config
+from tests.helpers import tiny_config
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 from colorjax import compare
 from colorjax.core import config_files
 from colorjax.models import unet
-from conftest import tiny_config
+from tests.helpers import tiny_config
 
 NAMES = ("lsgan", "regression_l1")
 GRID_ROWS = 4

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from colorjax import train
-from conftest import REPO_ROOT, tiny_config
-from launch_utils import read_scalars
+from tests.helpers import REPO_ROOT, tiny_config
+from tests.helpers.launch import read_scalars
 
 CONFIGS = sorted(os.path.splitext(os.path.basename(p))[0]
                  for p in glob.glob(os.path.join(REPO_ROOT, "configs", "*.py")))
@@ -66,7 +66,7 @@ def test_n_critic_updates_the_critic_n_times_per_generator_update(tmp_path):
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_every_config_has_each_variant(name):
-  from conftest import load_config
+  from tests.helpers import load_config
   default, cifar, quick = (load_config(name, v) for v in ("", "cifar", "quick"))
   assert cifar.data.image_size == 32 and cifar.eval_every_steps < cifar.num_train_steps
   assert quick.data.image_size == 32 and quick.num_train_steps < default.num_train_steps
@@ -78,7 +78,7 @@ def test_every_config_has_each_variant(name):
 
 
 def test_unknown_variant_lists_the_valid_ones():
-  from conftest import load_config
+  from tests.helpers import load_config
   with pytest.raises(ValueError, match="'cifar', 'quick', 'tiny'"):
     load_config("lsgan", "cifr")
 
@@ -88,7 +88,7 @@ def test_variants_keep_their_eval_cadences():
   sample_every_steps say; FID only once given weights."""
   from colorjax.evals import base
   from colorjax.evals import common
-  from conftest import load_config
+  from tests.helpers import load_config
   want = {"": (600, 200), "cifar": (250, 250), "quick": (300, 300), "tiny": (2, 2)}
   for variant, (metrics, samples) in want.items():
     config = load_config("lsgan", variant)

@@ -14,7 +14,7 @@ import skimage.data
 from colorjax import export
 from colorjax import inference
 from colorjax import train
-from conftest import REPO_ROOT, tiny_config
+from tests.helpers import REPO_ROOT, tiny_config
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from colorjax import export  # noqa: E402
 from colorjax import inference  # noqa: E402
 from colorjax import onnx_export  # noqa: E402
 from colorjax.training import builders  # noqa: E402
-from conftest import tiny_config  # noqa: E402
+from tests.helpers import tiny_config  # noqa: E402
 
 
 def run(model, *arrays):

@@ -9,7 +9,7 @@ from PIL import Image
 
 from colorjax.core.errors import UserError
 from colorjax import preflight
-from conftest import tiny_config
+from tests.helpers import tiny_config
 
 
 def folder_of_photos(root, names) -> str:

@@ -16,8 +16,8 @@ from PIL import Image
 from colorjax import inference
 from colorjax import serve
 from colorjax import train
-from conftest import tiny_config
-import page_utils
+from tests.helpers import tiny_config
+from tests.helpers import chromium
 
 MAX_UPLOAD_MB = 1.0
 
@@ -76,12 +76,12 @@ def test_api_colorizes_and_reports_errors(server_url, photo_file):
 
 
 def test_page_in_headless_chromium(server_url, photo_file, tmp_path):
-  sync_playwright = page_utils.sync_playwright()
+  sync_playwright = chromium.sync_playwright()
   text_file = tmp_path / "notes.txt"
   text_file.write_text("a text file, not a photo\n")
   with sync_playwright() as p:
-    browser = p.chromium.launch(executable_path=page_utils.CHROMIUM,
-                                args=page_utils.CHROMIUM_FLAGS, headless=True)
+    browser = p.chromium.launch(executable_path=chromium.CHROMIUM,
+                                args=chromium.CHROMIUM_FLAGS, headless=True)
     try:
       page = browser.new_page()
       page.goto(server_url + "/")
@@ -91,7 +91,7 @@ def test_page_in_headless_chromium(server_url, photo_file, tmp_path):
           "document.getElementById('result').naturalWidth > 0", timeout=120_000)
       assert page.is_visible("#download")
       assert page.eval_on_selector("#gray", "img => img.naturalWidth") == 300
-      png = page_utils.download_bytes(page)  # The result image, as downloaded.
+      png = chromium.download_bytes(page)  # The result image, as downloaded.
       result = np.asarray(Image.open(io.BytesIO(png)))
       assert result.shape == (200, 300, 3) and mean_chroma(result) > 1.0
 

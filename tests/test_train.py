@@ -17,15 +17,8 @@ import skimage.data
 from colorjax import train
 from colorjax.training import run_setup
 from colorjax.training import steps
-from conftest import REPO_ROOT, tiny_config
-from launch_utils import read_scalars
-
-
-def photo_batch(size: int = 16, n: int = 8) -> np.ndarray:
-  photo = skimage.data.astronaut()
-  crops = [photo[i * 40:i * 40 + 128, i * 40:i * 40 + 128] for i in range(n)]
-  return np.stack([np.asarray(jax.image.resize(c, (size, size, 3), "bilinear")).astype(np.uint8)
-                   for c in crops])
+from tests.helpers import REPO_ROOT, photo_batch, tiny_config
+from tests.helpers.launch import read_scalars
 
 
 def test_train_writes_checkpoints_events_samples_and_eval(tmp_path, tiny_lsgan_config):

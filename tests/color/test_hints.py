@@ -97,7 +97,7 @@ def test_only_the_hint_recipe_turns_hints_on():
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
   from colorjax import train  # pylint: disable=g-import-not-at-top
-  from conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  from tests.helpers import tiny_config  # pylint: disable=g-import-not-at-top
   path = str(tmp_path_factory.mktemp("hints_tiny"))
   train.train_and_evaluate(tiny_config("hints"), path)
   return path
@@ -205,7 +205,7 @@ def test_every_objective_and_generator_trains_with_hints(name, tmp_path):
   import json  # pylint: disable=g-import-not-at-top
   import ml_collections  # pylint: disable=g-import-not-at-top
   from colorjax import train  # pylint: disable=g-import-not-at-top
-  from conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  from tests.helpers import tiny_config  # pylint: disable=g-import-not-at-top
   config = tiny_config(name)
   with config.unlocked():
     config.model.hints = True

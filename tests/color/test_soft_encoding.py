@@ -13,7 +13,7 @@ from colorjax.color import decode
 from colorjax.color import gamut
 from colorjax.color import rebalance
 from colorjax.color import soft_encoding
-from conftest import skimage_photos
+from tests.helpers import skimage_photos
 
 GRID = 10
 

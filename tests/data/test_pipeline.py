@@ -25,7 +25,7 @@ from colorjax.core import checkpointing
 from colorjax.core import summaries
 from colorjax.data import images
 from colorjax.data import pipeline, prepare, sources
-from conftest import CIFAR10_DIR, tiny_config
+from tests.helpers import CIFAR10_DIR, tiny_config
 
 SIZE = 16  # tiny_config's image size.
 VALIDATION_PERCENT = 30

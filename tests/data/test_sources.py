@@ -18,8 +18,8 @@ import colorjax
 from colorjax import train
 from colorjax.data import images
 from colorjax.data import pipeline, prepare, sources
-from conftest import tiny_config
-from launch_utils import read_scalars
+from tests.helpers import tiny_config
+from tests.helpers.launch import read_scalars
 
 SIZE = 16  # tiny_config's image size.
 CROPS_PER_CLASS = 8

@@ -21,8 +21,8 @@ from skimage import data
 
 from colorjax.core import summaries
 from colorjax.core import tf_utils
-from conftest import REPO_ROOT
-import launch_utils
+from tests.helpers import REPO_ROOT
+from tests.helpers import launch
 
 HAS_TF = tf_utils.tensorflow_available()
 
@@ -85,7 +85,7 @@ print(json.dumps({
 def _run(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
   # One simulated device: the tiny config, and less compile time than conftest's 8.
   return subprocess.run([sys.executable, *args], cwd=REPO_ROOT, capture_output=True, text=True,
-                        env=launch_utils.cpu_env(1), timeout=timeout)
+                        env=launch.cpu_env(1), timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +172,7 @@ def test_model_outputs_from_colorize_export_and_serve(core_run):
 def test_importing_inference_imports_no_tensorflow():
   code = "import colorjax.inference, sys; print('tensorflow' in sys.modules)"
   result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
-                          text=True, env=launch_utils.cpu_env(1), timeout=300)
+                          text=True, env=launch.cpu_env(1), timeout=300)
   assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr[-2000:]
 
 

@@ -34,8 +34,8 @@ from colorjax.core import checkpointing
 from colorjax.core import distributed
 from colorjax.core import workdir_lock
 from colorjax.training import run_setup
-from conftest import REPO_ROOT, tiny_config
-import launch_utils
+from tests.helpers import REPO_ROOT, tiny_config
+from tests.helpers import launch
 
 STEPS = (2, 4, 6)
 
@@ -152,7 +152,7 @@ def test_no_loadable_checkpoint_is_one_error_listing_every_step_and_moves_nothin
   result = subprocess.run(
       [sys.executable, "-m", "colorjax.colorize", f"--workdir={workdir}", "--no_progress",
        os.path.join(REPO_ROOT, "colorjax", "static", "index.html"), "-o", str(tmp_path / "o")],
-      cwd=REPO_ROOT, env=launch_utils.cpu_env(1), capture_output=True, text=True, timeout=300)
+      cwd=REPO_ROOT, env=launch.cpu_env(1), capture_output=True, text=True, timeout=300)
   assert result.returncode == 2, result.stderr[-3000:]
   assert _error_line(result.stderr).startswith("error: no checkpoint in ")
 
@@ -219,10 +219,10 @@ def test_readers_restore_and_check_only_the_generator(trained, tmp_path):
 def test_second_trainer_fails_naming_the_first_and_a_killed_trainers_lock_is_taken_over(
     trained, tmp_path):
   workdir = _copy(trained, tmp_path)
-  config_path = launch_utils.write_config_file(str(tmp_path / "long.py"), _config(400))
-  env = launch_utils.cpu_env(1)
+  config_path = launch.write_config_file(str(tmp_path / "long.py"), _config(400))
+  env = launch.cpu_env(1)
   args = [f"--config={config_path}", f"--workdir={workdir}"]
-  first = launch_utils.MainProcess(args, env, str(tmp_path / "first.log"))
+  first = launch.MainProcess(args, env, str(tmp_path / "first.log"))
   try:
     first.wait_for(lambda: first.last_logged_step() >= 7, 300, "the first trainer's step 7")
     second = subprocess.run([sys.executable, "-m", "colorjax.main", *args], cwd=REPO_ROOT,
@@ -241,8 +241,8 @@ def test_second_trainer_fails_naming_the_first_and_a_killed_trainers_lock_is_tak
 
   # The killed trainer's lock file still names it; the next trainer takes over (and, at the
   # 6 steps the workdir already holds, has nothing left to train: quick).
-  config_path = launch_utils.write_config_file(str(tmp_path / "short.py"), _config(6))
-  third = launch_utils.run_main([f"--config={config_path}", f"--workdir={workdir}"], env,
+  config_path = launch.write_config_file(str(tmp_path / "short.py"), _config(6))
+  third = launch.run_main([f"--config={config_path}", f"--workdir={workdir}"], env,
                                 str(tmp_path / "third.log"))
   assert re.search(rf"taking over a stale lock .*pid {first.popen.pid}\b", third.output())
   assert open(os.path.join(workdir, workdir_lock.LOCK_FILE)).read() == ""  # Released.
@@ -318,7 +318,7 @@ os.execv(sys.argv[2], sys.argv[2:])
 
 def _run_limited(args: list[str], limit: int, timeout: float = 300) -> subprocess.CompletedProcess:
   """`python -m <args>` with every file it writes limited to `limit` bytes (EFBIG beyond)."""
-  env = launch_utils.cpu_env(1, PYTHONDONTWRITEBYTECODE="1")
+  env = launch.cpu_env(1, PYTHONDONTWRITEBYTECODE="1")
   return subprocess.run([sys.executable, "-c", _LIMITED, str(limit), sys.executable, "-m", *args],
                         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
@@ -341,7 +341,7 @@ def test_full_disk_during_a_checkpoint_stops_training_and_keeps_the_last_checkpo
   """A disk already too full for a checkpoint is refused before the first step (on a real full
   tmpfs where one can be mounted); space that runs out during the run (RLIMIT_FSIZE, EFBIG, as
   the preflight cannot foresee it) stops the run at that checkpoint."""
-  config_path = launch_utils.write_config_file(str(tmp_path / "ten.py"), _config(10))
+  config_path = launch.write_config_file(str(tmp_path / "ten.py"), _config(10))
   with _small_filesystem(str(tmp_path / "disk"), 16) as disk:
     if disk:
       workdir = _copy(trained, pathlib.Path(disk))

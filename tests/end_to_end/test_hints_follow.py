@@ -20,8 +20,8 @@ from PIL import Image
 
 from colorjax import inference
 from colorjax import serve
-from conftest import REPO_ROOT
-import page_utils
+from tests.helpers import REPO_ROOT
+from tests.helpers import chromium
 
 SIZE = 32
 RED = (220, 30, 40)
@@ -106,7 +106,7 @@ def test_page_hints_move_a_region_to_the_picked_colour(workdir, tmp_path):
   red for each hint, and the
   region in the result (the bytes the download link serves) turns red; clearing the hints gives
   the automatic result back."""
-  sync_playwright = page_utils.sync_playwright()
+  sync_playwright = chromium.sync_playwright()
   photo = np.empty((128, 128, 3), np.uint8)
   photo[:] = (60, 90, 200)
   photo[32:96, 32:96] = (40, 170, 60)
@@ -119,8 +119,8 @@ def test_page_hints_move_a_region_to_the_picked_colour(workdir, tmp_path):
   red_hue, red_chroma = hue_and_chroma(np.array([[RED]], np.uint8))
   try:
     with sync_playwright() as p:
-      browser = p.chromium.launch(executable_path=page_utils.CHROMIUM,
-                                  args=page_utils.CHROMIUM_FLAGS, headless=True)
+      browser = p.chromium.launch(executable_path=chromium.CHROMIUM,
+                                  args=chromium.CHROMIUM_FLAGS, headless=True)
       try:
         page = browser.new_page()
         page.goto(f"http://{host}:{port}/")
@@ -165,4 +165,4 @@ def _on_screen(page, x: int, y: int) -> dict[str, float]:
 
 def _result_pixels(page) -> np.ndarray:
   """The colorized PNG the page shows, as the download link serves it."""
-  return np.asarray(Image.open(io.BytesIO(page_utils.download_bytes(page))).convert("RGB"))
+  return np.asarray(Image.open(io.BytesIO(chromium.download_bytes(page))).convert("RGB"))

@@ -35,8 +35,8 @@ import time
 import numpy as np
 import orbax.checkpoint as ocp
 
-from conftest import REPO_ROOT, tiny_config
-import launch_utils
+from tests.helpers import REPO_ROOT, tiny_config
+from tests.helpers import launch
 
 NUM_STEPS = 40  # Far more than are compared: the run ends by SIGTERM, after step 3.
 COMPARED_STEPS = (1, 2, 3)
@@ -107,7 +107,7 @@ def test_two_processes_match_one_process_and_stop_together_on_sigterm(tmp_path):
     config.num_train_steps = NUM_STEPS
     config.checkpoint_every_steps = 2
     config.eval_every_steps = config.sample_every_steps = 2
-  config_path = launch_utils.write_config_file(str(tmp_path / "tiny.py"), config)
+  config_path = launch.write_config_file(str(tmp_path / "tiny.py"), config)
 
   # The reference runs first, alone: two processes and a third on 2 cores would crawl.
   reference_dir = str(tmp_path / "one_process")
@@ -115,17 +115,17 @@ def test_two_processes_match_one_process_and_stop_together_on_sigterm(tmp_path):
   driver.write_text(_REFERENCE_DRIVER)
   reference = subprocess.run(
       [sys.executable, str(driver), config_path, reference_dir, str(COMPARED_STEPS[-1])],
-      cwd=REPO_ROOT, env=launch_utils.cpu_env(4), capture_output=True, text=True, timeout=600)
+      cwd=REPO_ROOT, env=launch.cpu_env(4), capture_output=True, text=True, timeout=600)
   assert reference.returncode == 0, reference.stderr[-3000:]
-  expected = launch_utils.read_scalars(reference_dir)
+  expected = launch.read_scalars(reference_dir)
 
   workdir = str(tmp_path / "two_processes")
-  address = f"127.0.0.1:{launch_utils.free_port()}"
+  address = f"127.0.0.1:{launch.free_port()}"
   processes = [
-      launch_utils.MainProcess(
+      launch.MainProcess(
           [f"--config={config_path}", f"--workdir={workdir}", f"--coordinator_address={address}",
            "--num_processes=2", f"--process_id={index}"],
-          launch_utils.cpu_env(2), str(tmp_path / f"process_{index}.log"))
+          launch.cpu_env(2), str(tmp_path / f"process_{index}.log"))
       for index in range(2)]
   try:
     processes[0].wait_for(lambda: processes[0].last_logged_step() >= COMPARED_STEPS[-1],
@@ -158,7 +158,7 @@ def test_two_processes_match_one_process_and_stop_together_on_sigterm(tmp_path):
   assert record["num_images"] == 6  # All eval images, gathered from both processes once.
   assert os.path.exists(os.path.join(workdir, "samples", "step_00000002.png"))
 
-  got = launch_utils.read_scalars(workdir)
+  got = launch.read_scalars(workdir)
   for tag in ("g_loss", "g_l1", "g_gan", "d_loss", "g_grad_norm", "d_grad_norm"):
     for step in COMPARED_STEPS:
       np.testing.assert_allclose(got[tag][step], expected[tag][step], rtol=1e-4,
@@ -271,10 +271,10 @@ def test_a_lost_process_is_reported_and_the_run_resumes_from_its_last_checkpoint
     config.log_every_steps = 1
     config.eval_every_steps = config.sample_every_steps = 1000
     config.max_checkpoints_to_keep = 100
-  config_path = launch_utils.write_config_file(str(tmp_path / "tiny.py"), config)
+  config_path = launch.write_config_file(str(tmp_path / "tiny.py"), config)
   workdir = str(tmp_path / "run")
   # Short timeouts: a failure the test does not expect ends the run in seconds, not minutes.
-  env = launch_utils.cpu_env(2, COLORJAX_HEARTBEAT_TIMEOUT=str(HEARTBEAT_TIMEOUT_S),
+  env = launch.cpu_env(2, COLORJAX_HEARTBEAT_TIMEOUT=str(HEARTBEAT_TIMEOUT_S),
                             COLORJAX_SHUTDOWN_TIMEOUT="30")
   env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]  # Its python3.
   command = f"CONFIG={config_path} {LAUNCHER} {workdir}"
@@ -314,7 +314,7 @@ def test_a_lost_process_is_reported_and_the_run_resumes_from_its_last_checkpoint
     third.kill()
   assert f"resuming at step {lost_at}" in third.output()
   assert _complete_steps(workdir)[-1] == config.num_train_steps
-  got = launch_utils.read_scalars(workdir)
+  got = launch.read_scalars(workdir)
   assert sorted(got["g_loss"]) == list(range(1, config.num_train_steps + 1))
   assert all(np.isfinite(v) for v in got["g_loss"].values())
 
@@ -339,12 +339,12 @@ def test_a_process_that_fails_with_an_error_is_named_after_the_shutdown_timeout(
   script = tmp_path / "failing.py"
   script.write_text(_FAILING_PROCESS)
   shutdown_timeout_s = 5
-  env = launch_utils.cpu_env(1, COLORJAX_SHUTDOWN_TIMEOUT=str(shutdown_timeout_s))
+  env = launch.cpu_env(1, COLORJAX_SHUTDOWN_TIMEOUT=str(shutdown_timeout_s))
   started = time.monotonic()
   supervisor = subprocess.run(
       [sys.executable, "-m", "colorjax.core.multiprocess", "--processes=2",
        f"--workdir={tmp_path / 'run'}", "--resume=the same command", "--",
-       sys.executable, str(script), f"127.0.0.1:{launch_utils.free_port()}"],
+       sys.executable, str(script), f"127.0.0.1:{launch.free_port()}"],
       cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
   seconds = time.monotonic() - started
   output = supervisor.stderr

@@ -21,8 +21,8 @@ import numpy as np
 from colorjax.core import checkpointing
 from colorjax.core import distributed
 from colorjax.training import run_setup
-from conftest import tiny_config
-import launch_utils
+from tests.helpers import tiny_config
+from tests.helpers import launch
 
 NUM_STEPS = 24
 TAGS = ("g_loss", "g_l1", "g_gan", "d_loss", "g_grad_norm")
@@ -74,19 +74,19 @@ def test_sigterm_and_sigkill_resume_to_the_uninterrupted_losses(tmp_path):
   rng = random.Random(seed)
   context = f"(random seed {seed})"
   config = _config()
-  config_path = launch_utils.write_config_file(str(tmp_path / "tiny.py"), config)
-  env = launch_utils.cpu_env(2)
+  config_path = launch.write_config_file(str(tmp_path / "tiny.py"), config)
+  env = launch.cpu_env(2)
   workdir = str(tmp_path / "interrupted")
   args = [f"--config={config_path}", f"--workdir={workdir}"]
 
   # The uninterrupted run shares the 2 cores with run A.
-  straight = launch_utils.MainProcess([f"--config={config_path}",
+  straight = launch.MainProcess([f"--config={config_path}",
                                        f"--workdir={tmp_path / 'straight'}"],
                                       env, str(tmp_path / "straight.log"))
   try:
     # A: SIGTERM at a random step.
     sigterm_step = rng.randint(3, 8)
-    run_a = launch_utils.MainProcess(args, env, str(tmp_path / "a.log"))
+    run_a = launch.MainProcess(args, env, str(tmp_path / "a.log"))
     try:
       run_a.wait_for(lambda: run_a.last_logged_step() >= sigterm_step, 600,
                      f"step {sigterm_step}")
@@ -102,7 +102,7 @@ def test_sigterm_and_sigkill_resume_to_the_uninterrupted_losses(tmp_path):
     assert steps[-1] == stopped and not temporary, (context, steps, temporary)
 
     # B: resumes there; SIGKILL at a random later point, during a save if one is caught.
-    run_b = launch_utils.MainProcess(args, env, str(tmp_path / "b.log"))
+    run_b = launch.MainProcess(args, env, str(tmp_path / "b.log"))
     kill_after = stopped + rng.randint(1, 4)
     checkpoints = os.path.join(workdir, "checkpoints")
     saving = lambda: any("orbax-checkpoint-tmp" in e for e in os.listdir(checkpoints))
@@ -123,14 +123,14 @@ def test_sigterm_and_sigkill_resume_to_the_uninterrupted_losses(tmp_path):
     _restore_all(config, workdir, steps)
 
     # C: resumes from the last complete checkpoint and finishes.
-    run_c = launch_utils.run_main(args, env, str(tmp_path / "c.log"))
+    run_c = launch.run_main(args, env, str(tmp_path / "c.log"))
     assert _resumed_from(run_c.output()) == steps[-1], context
     assert straight.wait(600) == 0, straight.tail()
   finally:
     straight.kill()
 
-  expected = launch_utils.read_scalars(str(tmp_path / "straight"))
-  got = launch_utils.read_scalars(workdir)
+  expected = launch.read_scalars(str(tmp_path / "straight"))
+  got = launch.read_scalars(workdir)
   for tag in TAGS:
     assert sorted(got[tag]) == list(range(1, NUM_STEPS + 1)), (context, tag, sorted(got[tag]))
     for step in range(1, NUM_STEPS + 1):

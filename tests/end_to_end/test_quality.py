@@ -40,7 +40,7 @@ from colorjax.evals import metrics
 from colorjax.evals import quality
 from colorjax.training import run_setup
 from colorjax.training import steps
-from conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
 # Measured on this run (docs/quality.md); a model that outputs sepia, gray or noise fails them.

@@ -1,7 +1,7 @@
 """Same config, seed and device count: two separate processes log identical losses."""
 
-import launch_utils
-from conftest import tiny_config
+from tests.helpers import launch
+from tests.helpers import tiny_config
 
 TAGS = ("g_loss", "g_l1", "g_gan", "d_loss", "d_gan", "g_grad_norm", "d_grad_norm",
         "g_param_norm")
@@ -13,9 +13,9 @@ def test_two_runs_with_the_same_seed_log_identical_losses(tmp_path):
     config.num_train_steps = 4
     config.checkpoint_every_steps = 1000
     config.eval_every_steps = config.sample_every_steps = 1000
-  config_path = launch_utils.write_config_file(str(tmp_path / "tiny.py"), config)
-  env = launch_utils.cpu_env(2)
-  runs = [launch_utils.MainProcess([f"--config={config_path}", f"--workdir={tmp_path / name}"],
+  config_path = launch.write_config_file(str(tmp_path / "tiny.py"), config)
+  env = launch.cpu_env(2)
+  runs = [launch.MainProcess([f"--config={config_path}", f"--workdir={tmp_path / name}"],
                                    env, str(tmp_path / f"{name}.log"))
           for name in ("first", "second")]
   try:
@@ -25,8 +25,8 @@ def test_two_runs_with_the_same_seed_log_identical_losses(tmp_path):
       run.kill()
   assert codes == [0, 0], "\n\n".join(run.tail() for run in runs)
 
-  first = launch_utils.read_scalars(str(tmp_path / "first"))
-  second = launch_utils.read_scalars(str(tmp_path / "second"))
+  first = launch.read_scalars(str(tmp_path / "first"))
+  second = launch.read_scalars(str(tmp_path / "second"))
   for tag in TAGS:
     assert sorted(first[tag]) == [1, 2, 3, 4], (tag, first[tag])
     assert first[tag] == second[tag], tag  # Bitwise: no tolerance.

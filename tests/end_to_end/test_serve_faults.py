@@ -24,8 +24,8 @@ import skimage.data
 from PIL import Image
 
 from colorjax import train
-from conftest import REPO_ROOT, tiny_config
-import launch_utils
+from tests.helpers import REPO_ROOT, tiny_config
+from tests.helpers import launch
 
 HOST = "127.0.0.1"
 MAX_CONNECTIONS = 8
@@ -48,7 +48,7 @@ serve_load = _serve_load()
 def server(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("workdir"))
   train.train_and_evaluate(tiny_config("lsgan"), workdir)
-  process = serve_load.ServerProcess(workdir, env=launch_utils.cpu_env(1), max_upload_mb=1.0,
+  process = serve_load.ServerProcess(workdir, env=launch.cpu_env(1), max_upload_mb=1.0,
                                      max_pixels=4_000_000, max_connections=MAX_CONNECTIONS,
                                      read_timeout_s=READ_TIMEOUT_S)
   yield process

@@ -11,8 +11,8 @@ import os
 import pytest
 
 from colorjax import train
-from conftest import REPO_ROOT, tiny_config
-import launch_utils
+from tests.helpers import REPO_ROOT, tiny_config
+from tests.helpers import launch
 
 MAX_ACTIVE, MAX_WAITING = 2, 4
 
@@ -36,7 +36,7 @@ def test_server_under_load_answers_everything_in_bounded_memory(workdir):
   serve_load = _serve_load()
   result = serve_load.measure(workdir, count=64, concurrency=32, max_active=MAX_ACTIVE,
                               max_waiting=MAX_WAITING, max_upload_mb=1.0, max_pixels=4_000_000,
-                              env=launch_utils.cpu_env(1))
+                              env=launch.cpu_env(1))
   print(serve_load.format_table(result))
   # Every request got its expected answer: 200 with an image for photos, 400 for corrupt
   # files, 413 for the oversized upload and the bomb (after 503 + Retry-After when busy).

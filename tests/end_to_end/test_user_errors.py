@@ -12,8 +12,8 @@ import skimage.data
 from PIL import Image
 
 from colorjax.data import splits
-from conftest import REPO_ROOT
-from launch_utils import cpu_env
+from tests.helpers import REPO_ROOT
+from tests.helpers.launch import cpu_env
 
 
 def run(module: str, *args: str, devices: int = 1) -> subprocess.CompletedProcess:

@@ -15,7 +15,7 @@ from colorjax.evals import base
 from colorjax.evals import common
 from colorjax.training import run_setup
 from colorjax.training import steps
-from conftest import REPO_ROOT, tiny_config
+from tests.helpers import REPO_ROOT, tiny_config
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from colorjax import train
 from colorjax.evals import base
 from colorjax.evals import common
 from colorjax.evals import samples
-from conftest import tiny_config
-from launch_utils import read_scalars
+from tests.helpers import tiny_config
+from tests.helpers.launch import read_scalars
 
 
 def test_unknown_evaluator_type_fails_listing_the_valid_types(tmp_path, tiny_lsgan_config):

@@ -214,7 +214,7 @@ def _photo_folder(root) -> str:
 
 @pytest.fixture(scope="module")
 def fid_config(tmp_path_factory, weights_file):
-  from conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  from tests.helpers import tiny_config  # pylint: disable=g-import-not-at-top
   config = tiny_config("lsgan")
   with config.unlocked():
     config.data.name = _photo_folder(tmp_path_factory.mktemp("photos"))
@@ -331,15 +331,15 @@ def test_fid_with_two_processes_equals_one_process_and_only_statistics_cross(
   import json  # pylint: disable=g-import-not-at-top
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
-  from conftest import REPO_ROOT  # pylint: disable=g-import-not-at-top
-  import launch_utils  # pylint: disable=g-import-not-at-top
-  config_path = launch_utils.write_config_file(str(tmp_path / "fid_config.py"), fid_config)
-  address = f"127.0.0.1:{launch_utils.free_port()}"
+  from tests.helpers import REPO_ROOT  # pylint: disable=g-import-not-at-top
+  from tests.helpers import launch  # pylint: disable=g-import-not-at-top
+  config_path = launch.write_config_file(str(tmp_path / "fid_config.py"), fid_config)
+  address = f"127.0.0.1:{launch.free_port()}"
   outputs = [str(tmp_path / f"process_{i}.json") for i in range(2)]
   logs = [open(tmp_path / f"process_{i}.log", "w") for i in range(2)]
   # -c from the repository root: colorjax is imported from this checkout.
   processes = [subprocess.Popen([sys.executable, "-c", _TWO_PROCESS_DRIVER, config_path, address,
-                                 str(i), outputs[i]], cwd=REPO_ROOT, env=launch_utils.cpu_env(2),
+                                 str(i), outputs[i]], cwd=REPO_ROOT, env=launch.cpu_env(2),
                                 stdout=logs[i], stderr=subprocess.STDOUT) for i in range(2)]
   try:
     codes = [p.wait(timeout=600) for p in processes]

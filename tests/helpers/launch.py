@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any, Callable
 
-from conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT
 
 # The trainer's logging writer prints a step's scalars as `[<step>] name=value, ...` (clu's format).
 _STEP_LINE = re.compile(r"\] \[(\d+)\] .*\bg_loss=")
@@ -44,26 +44,18 @@ def cpu_env(num_devices: int, **extra: str) -> dict[str, str]:
               TF_CPP_MIN_LOG_LEVEL="2", **extra)
 
 
-class MainProcess:
-  """`python -m colorjax.main ...` running in the background, stderr teed to `log_path`."""
+class LoggedProcess:
+  """A command running in the background, its stdout and stderr teed to `log_path`."""
 
-  def __init__(self, args: list[str], env: dict[str, str], log_path: str):
+  def __init__(self, command: list[str], env: dict[str, str], log_path: str):
     self.log_path = log_path
     self._log = open(log_path, "w")
-    # --verbosity=0: the libraries' INFO logs too, which the tests read (the step's scalars,
-    # "resumed from step N"); a user's console shows only the progress lines without it.
-    self.popen = subprocess.Popen([sys.executable, "-m", "colorjax.main", "--verbosity=0", *args],
-                                  cwd=REPO_ROOT,
-                                  env=env, stdout=self._log, stderr=subprocess.STDOUT)
+    self.popen = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=self._log,
+                                  stderr=subprocess.STDOUT)
 
   def output(self) -> str:
     with open(self.log_path, errors="replace") as f:
       return f.read()
-
-  def last_logged_step(self) -> int:
-    """The highest step whose losses this process has logged so far (0 before the first)."""
-    steps = [int(m.group(1)) for m in _STEP_LINE.finditer(self.output())]
-    return max(steps, default=0)
 
   def wait_for(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
@@ -89,6 +81,21 @@ class MainProcess:
 
   def tail(self, lines: int = 40) -> str:
     return "\n".join(self.output().splitlines()[-lines:])
+
+
+class MainProcess(LoggedProcess):
+  """`python -m colorjax.main ...` running in the background, stderr teed to `log_path`."""
+
+  def __init__(self, args: list[str], env: dict[str, str], log_path: str):
+    # --verbosity=0: the libraries' INFO logs too, which the tests read (the step's scalars,
+    # "resumed from step N"); a user's console shows only the progress lines without it.
+    super().__init__([sys.executable, "-m", "colorjax.main", "--verbosity=0", *args], env,
+                     log_path)
+
+  def last_logged_step(self) -> int:
+    """The highest step whose losses this process has logged so far (0 before the first)."""
+    steps = [int(m.group(1)) for m in _STEP_LINE.finditer(self.output())]
+    return max(steps, default=0)
 
 
 def run_main(args: list[str], env: dict[str, str], log_path: str,

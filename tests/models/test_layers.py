@@ -14,7 +14,7 @@ import pytest
 
 from colorjax.models import build_discriminator, build_generator, layers
 from colorjax.training import run_setup
-from conftest import tiny_config
+from tests.helpers import tiny_config
 
 # rbg keys: Flax init derives one key per parameter, and compiling threefry derivations takes
 # most of a small test's time on CPU.

@@ -10,7 +10,7 @@ import pytest
 
 from colorjax.color import decode, gamut, lab, rebalance, soft_encoding
 from colorjax.models import build_generator, zhang
-from conftest import skimage_photos
+from tests.helpers import skimage_photos
 
 
 WIDTH = 16

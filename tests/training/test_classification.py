@@ -8,8 +8,8 @@ import numpy as np
 from colorjax import train
 from colorjax.color import rebalance
 from colorjax.training import prior as prior_lib
-from conftest import tiny_config
-from launch_utils import read_scalars
+from tests.helpers import tiny_config
+from tests.helpers.launch import read_scalars
 
 
 def test_colorful_trains_with_prior_and_reports_rebalanced_auc(tmp_path):
@@ -52,13 +52,13 @@ def test_mode_prior_writes_the_prior_the_trainer_reads(tmp_path):
   """`python -m colorjax.main --mode=prior` computes the prior alone, into the workdir."""
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
-  from conftest import REPO_ROOT  # pylint: disable=g-import-not-at-top
-  import launch_utils  # pylint: disable=g-import-not-at-top
+  from tests.helpers import REPO_ROOT  # pylint: disable=g-import-not-at-top
+  from tests.helpers import launch  # pylint: disable=g-import-not-at-top
   workdir = str(tmp_path / "run")
   result = subprocess.run(
       [sys.executable, "-m", "colorjax.main", "--config=configs/colorful.py:tiny",
        f"--workdir={workdir}", "--mode=prior", "--config.color.prior_num_images=6"],
-      cwd=REPO_ROOT, env=launch_utils.cpu_env(1), capture_output=True, text=True, timeout=300)
+      cwd=REPO_ROOT, env=launch.cpu_env(1), capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
   assert "wrote" in result.stderr and "Q=261 bins" in result.stderr
   written = rebalance.load_prior(os.path.join(workdir, prior_lib.PRIOR_FILENAME))

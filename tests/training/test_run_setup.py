@@ -13,7 +13,7 @@ import pytest
 from colorjax import preflight
 from colorjax.training import run_setup
 from colorjax.training import steps
-from conftest import REPO_ROOT, tiny_config
+from tests.helpers import REPO_ROOT, tiny_config
 
 # Runs `python -m colorjax.main ARGS` in-process with counters around the two calls and prints
 # them as JSON on the last line of stdout.

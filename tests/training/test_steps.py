@@ -12,8 +12,8 @@ from colorjax import train
 from colorjax.core import checkpointing
 from colorjax.core import distributed
 from colorjax.training import run_setup
-from conftest import tiny_config
-from test_train import photo_batch
+from tests.helpers import tiny_config
+from tests.helpers import photo_batch
 
 
 def test_non_finite_loss_names_step_and_term_and_keeps_the_last_good_checkpoint(tmp_path):

@@ -12,8 +12,8 @@ from colorjax import colorize
 from colorjax import inference
 from colorjax import train
 from colorjax import video
-import video_clips
-from conftest import tiny_config
+from tests.helpers import video_clips
+from tests.helpers import tiny_config
 
 W, H, N = 192, 108, 20  # Test clips: 16:9, 20 frames at 25 fps.
 
