@@ -1,7 +1,9 @@
-"""Colorizer API and the colorize command on real photos and a corpus of bad files."""
+"""The colorize command (colorjax/colorize.py) on real photos, a corpus of bad files and hints
+files. The Colorizer's Python API: tests/test_inference.py."""
 
 import hashlib
 import io
+import json
 import os
 import struct
 import zlib
@@ -13,88 +15,13 @@ import skimage.data
 from PIL import Image
 
 from colorjax import colorize
-from colorjax import inference
-from colorjax import train
-from tests.helpers import tiny_config
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-  path = str(tmp_path_factory.mktemp("workdir"))
-  train.train_and_evaluate(tiny_config("lsgan"), path)
-  return path
+def workdir(trained_tiny):
+  return trained_tiny("lsgan")
 
 
-@pytest.fixture(scope="module")
-def colorizer(workdir):
-  return inference.Colorizer.from_workdir(workdir)
-
-
-def lightness(rgb: np.ndarray) -> np.ndarray:
-  return skimage.color.rgb2lab(rgb[..., :3])[..., 0]
-
-
-def chroma(rgb: np.ndarray) -> np.ndarray:
-  ab = skimage.color.rgb2lab(rgb[..., :3])[..., 1:]
-  return np.hypot(ab[..., 0], ab[..., 1])
-
-
-def test_workdir_alone_rebuilds_the_model(workdir, colorizer):
-  assert os.path.isfile(os.path.join(workdir, "config.json"))
-  assert colorizer.step == 2 and colorizer.render_size == 16
-  with pytest.raises(FileNotFoundError, match="no checkpoint at step 7"):
-    inference.Colorizer.from_workdir(workdir, step=7)
-
-
-def test_any_size_keeps_shape_lightness_and_gets_colour(colorizer):
-  photo = skimage.data.astronaut()[:301, :457]  # Odd sizes, 3:2-ish aspect.
-  out = colorizer(photo)
-  assert out.shape == photo.shape and out.dtype == np.uint8
-  # Full-resolution L is the input's: the rendering at 16 px only supplies chroma.
-  diff = np.abs(lightness(out) - lightness(photo))
-  assert np.mean(diff) < 0.5 and np.percentile(diff, 99) < 3.0, (diff.mean(), diff.max())
-  assert np.mean(chroma(out)) > 1.0  # A gray output would have chroma ~0.
-
-
-def test_gray_16_bit_and_rgba_inputs(colorizer):
-  photo = skimage.data.coffee()[:200, :260]
-  gray8 = np.round(skimage.color.rgb2gray(photo) * 255).astype(np.uint8)
-  gray16 = np.round(skimage.color.rgb2gray(photo) * 65535).astype(np.uint16)
-  alpha = np.tile(np.linspace(0, 255, photo.shape[1]).astype(np.uint8), (photo.shape[0], 1))
-  rgba = np.concatenate([photo, alpha[..., None]], axis=-1)
-
-  for image in (gray8, gray8[..., None]):
-    out = colorizer(image)
-    assert out.shape == photo.shape and out.dtype == np.uint8
-  out16 = colorizer(gray16)
-  assert out16.shape == photo.shape and out16.dtype == np.uint16
-  # 16-bit and 8-bit versions of one photo give the same picture, to 8-bit rounding.
-  out8 = colorizer(gray8)
-  assert np.abs(out16.astype(np.int64) // 257 - out8).mean() < 1.5
-  out_rgba = colorizer(rgba)
-  assert out_rgba.shape == rgba.shape
-  np.testing.assert_array_equal(out_rgba[..., 3], alpha)
-
-
-def test_batch_matches_single_calls(colorizer):
-  photos = [skimage.data.astronaut()[:120, :200], skimage.data.chelsea(), np.zeros((1, 1), np.uint8)]
-  batched = colorizer.colorize_batch(photos)
-  for photo, got in zip(photos, batched):
-    single = colorizer(photo)
-    assert got.shape[:2] == photo.shape[:2]
-    assert np.abs(got.astype(int) - single).max() <= 1
-
-
-def test_bad_arrays_are_refused(colorizer):
-  with pytest.raises(TypeError, match="uint8 or uint16"):
-    colorizer(np.zeros((8, 8, 3), np.float32))
-  with pytest.raises(ValueError, match="got shape"):
-    colorizer(np.zeros((8, 8, 2), np.uint8))
-
-
-# ------------------------------------------------------------------------------------------
-# The command on files.
-# ------------------------------------------------------------------------------------------
 def _png_with_declared_size(width: int, height: int) -> bytes:
   """A real 16x16 PNG whose IHDR claims width x height (a decompression-bomb header)."""
   buffer = io.BytesIO()
@@ -225,3 +152,28 @@ def test_rerun_keeps_earlier_outputs_unless_overwrite(workdir, tmp_path, capsys)
   assert colorize.main(args + ["--overwrite"]) == 0
   assert "written: 2, skipped: 0" in capsys.readouterr().out
   assert np.asarray(Image.open(out / "cat_color.png")).shape == (64, 80, 3)
+
+
+def test_colorize_command_reads_hints_files(hints_workdir, tmp_path, capsys):
+  photo = tmp_path / "cat.png"
+  Image.fromarray(skimage.data.chelsea()[:120, :160]).save(photo)
+  good = tmp_path / "hints.json"
+  good.write_text(json.dumps({"cat.png": [[80, 60, [0, 200, 0]], [10, 10, "#c02030"]]}))
+  out = tmp_path / "out"
+  assert colorize.main([f"--workdir={hints_workdir}", str(photo), f"-o={out}",
+                        f"--hints={good}", "--no_progress"]) == 0
+  hinted = np.asarray(Image.open(out / "cat_color.png"))
+  assert colorize.main([f"--workdir={hints_workdir}", str(photo), f"-o={out}", "--overwrite",
+                        "--no_progress"]) == 0
+  assert not np.array_equal(hinted, np.asarray(Image.open(out / "cat_color.png")))
+  capsys.readouterr()
+  for content, message in [("{not json", "not JSON"),
+                           (json.dumps({"dog.png": []}), "names no input"),
+                           (json.dumps({"cat.png": [[1, 2, [0, 0]]]}), "colour"),
+                           (json.dumps([1, 2]), "must be an object")]:
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    assert colorize.main([f"--workdir={hints_workdir}", str(photo), f"-o={out}", "--overwrite",
+                          f"--hints={bad}", "--no_progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err, err

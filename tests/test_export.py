@@ -1,4 +1,5 @@
-"""StableHLO, ONNX and SavedModel exports reproduce the live colorizer on real photos."""
+"""StableHLO, ONNX and SavedModel exports (colorjax/export.py) reproduce the live colorizer on real
+photos, with and without hint maps."""
 
 import json
 import os
@@ -13,15 +14,15 @@ import skimage.data
 
 from colorjax import export
 from colorjax import inference
-from colorjax import train
-from tests.helpers import REPO_ROOT, tiny_config
+from tests.helpers import REPO_ROOT, train_tiny
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-  """(colorizer, export folder) after `python -m colorjax.export --format=all` (in process)."""
-  workdir = str(tmp_path_factory.mktemp("workdir"))
-  train.train_and_evaluate(tiny_config("lsgan"), workdir)
+  """(colorizer, export folder) after `python -m colorjax.export --format=all` (in process).
+
+  Its own workdir (not conftest's shared trained_tiny): the export is written into it."""
+  workdir = train_tiny(str(tmp_path_factory.mktemp("workdir")))
   out = os.path.join(workdir, "exported")
   assert export.main([f"--workdir={workdir}", "--format=all", f"--out={out}"]) == 0
   return inference.Colorizer.from_workdir(workdir), out
@@ -208,3 +209,36 @@ def test_readme_snippet_runs_the_export_like_the_live_model(exported, name, tmp_
   got = np.asarray(Image.open(tmp_path / "photo_color.png"))
   assert got.shape == photo.shape
   assert np.abs(got.astype(int) - colorizer(photo)).max() <= 1
+
+# ------------------------------------------------------------------------------------------
+# A hint model's exports take hint maps (the tiny hint recipe: conftest's hints_workdir).
+# ------------------------------------------------------------------------------------------
+def test_stablehlo_export_takes_hint_maps(hints_workdir, hints_colorizer, tmp_path):
+  out = str(tmp_path / "export")
+  assert export.main([f"--workdir={hints_workdir}", "--format=stablehlo", f"--out={out}",
+                      "--platforms=cpu"]) == 0
+  signature = json.load(open(f"{out}/signature.json"))
+  assert signature["hints"] and [i["name"] for i in signature["inputs"]] == [
+      "rgb", "hint_ab", "hint_mask"]
+  photo = skimage.data.coffee()[:90, :120]
+  user = [(60, 45, (255, 0, 0))]
+  hint_ab, mask = hints_colorizer.hint_maps(photo.shape[:2], user)
+  got = np.asarray(export.load_stablehlo(out)(photo[None], hint_ab[None], mask[None]))[0]
+  assert np.abs(got.astype(int) - hints_colorizer(photo, hints=user)).max() <= 1
+  empty = np.zeros_like(hint_ab)[None], np.zeros_like(mask)[None]
+  got = np.asarray(export.load_stablehlo(out)(photo[None], *empty))[0]
+  assert np.abs(got.astype(int) - hints_colorizer(photo)).max() <= 1
+
+
+def test_onnx_export_takes_hint_maps(hints_colorizer, tmp_path):
+  """The ONNX serving graph of a hint model has the StableHLO export's inputs and pixels."""
+  onnxruntime = pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+  path = export.export_onnx(hints_colorizer, str(tmp_path / "export"))
+  session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+  assert [i.name for i in session.get_inputs()] == ["rgb", "hint_ab", "hint_mask"]
+  photo = skimage.data.coffee()[:90, :120]
+  user = [(60, 45, (255, 0, 0)), (20, 70, (0, 0, 255))]
+  hint_ab, mask = hints_colorizer.hint_maps(photo.shape[:2], user)
+  (got,) = session.run(None, {"rgb": photo[None], "hint_ab": hint_ab[None].astype(np.float32),
+                              "hint_mask": mask[None].astype(np.float32)})
+  assert np.abs(got[0].astype(int) - hints_colorizer(photo, hints=user)).max() <= 1

@@ -1,5 +1,6 @@
-"""The jaxpr -> ONNX converter (colorjax/onnx_export.py) and the onnxruntime backend: every
-generator, with BatchNorm statistics that are not the identity, gives the live model's pixels."""
+"""The jaxpr -> ONNX converter (colorjax/onnx_export.py): its primitives, and every generator's
+serving graph, with BatchNorm statistics that are not the identity, gives the live model's pixels.
+The onnxruntime backend of the Colorizer: tests/test_inference.py."""
 
 import jax
 import jax.numpy as jnp
@@ -11,10 +12,8 @@ onnx = pytest.importorskip("onnx", reason="the ONNX tests need the onnx extra")
 ort = pytest.importorskip("onnxruntime", reason="the ONNX tests need the onnx extra")
 
 from colorjax import export  # noqa: E402
-from colorjax import inference  # noqa: E402
 from colorjax import onnx_export  # noqa: E402
-from colorjax.training import builders  # noqa: E402
-from tests.helpers import tiny_config  # noqa: E402
+from tests.helpers import GENERATOR_CONFIGS, random_colorizer  # noqa: E402
 
 
 def run(model, *arrays):
@@ -98,40 +97,8 @@ def test_a_primitive_without_a_rule_is_named():
 
 
 # ------------------------------------------------------------------------------------------
-# Every generator, whole serving path and the onnxruntime backend.
+# Every generator, whole serving path.
 # ------------------------------------------------------------------------------------------
-GENERATOR_CONFIGS = ["lsgan", "colorful", "fusion_attention", "plain"]  # U-Net, Zhang, fusion.
-
-
-def random_colorizer(name: str) -> inference.Colorizer:
-  """configs/<name>.py:tiny with random weights and random BatchNorm statistics, so that folding
-  BatchNorm into the convolutions is tested with statistics that are not the identity."""
-  config = tiny_config(name)
-  generator, decode = builders.make_generator(config, "xla")
-  size = config.data.image_size
-  variables = generator.init({"params": jax.random.key(0), "dropout": jax.random.key(1)},
-                             jnp.zeros((1, size, size, 1)), train=False)
-  rng = np.random.default_rng(0)
-
-  def perturb(path, leaf):
-    kind = jax.tree_util.keystr(path)
-    if "mean" in kind:
-      return jnp.asarray(rng.normal(0, 0.3, leaf.shape), leaf.dtype)
-    if "var" in kind:
-      return jnp.asarray(rng.uniform(0.3, 2.0, leaf.shape), leaf.dtype)
-    return leaf
-  stats = jax.tree_util.tree_map_with_path(perturb, variables.get("batch_stats", {}))
-  return inference.Colorizer(config, generator, decode,
-                             {"params": variables["params"], "batch_stats": stats}, step=0)
-
-
-def odd_inputs() -> list[np.ndarray]:
-  """A colour photo, a gray one, a uint16 one and an RGBA one, of different sizes."""
-  rgba = np.concatenate([skimage.data.chelsea()[:50, :70],
-                         np.full((50, 70, 1), 128, np.uint8)], axis=-1)
-  return [skimage.data.astronaut()[:120, :160], skimage.data.camera()[:97, :61],
-          skimage.data.coffee()[:64, :96].astype(np.uint16) * 257, rgba]
-
 
 @pytest.mark.parametrize("name", GENERATOR_CONFIGS)
 def test_serving_graph_matches_live_colorizer(name):
@@ -148,31 +115,3 @@ def test_serving_graph_matches_live_colorizer(name):
       want = colorizer(photo)
       assert np.abs(result.astype(int) - want).max() <= 1
       assert np.abs(want.astype(int) - photo).mean() > 1  # The model changed the colours.
-
-
-@pytest.mark.parametrize("name", GENERATOR_CONFIGS)
-def test_onnxruntime_backend_matches_jax_on_every_kind_of_input(name):
-  colorizer = random_colorizer(name)
-  backend = inference.OnnxRuntimeColorizer(colorizer.config, colorizer.generator,
-                                           colorizer.decode, colorizer.variables, colorizer.step)
-  inputs = odd_inputs()
-  for image, want, got in zip(inputs, colorizer.colorize_batch(inputs),
-                              backend.colorize_batch(inputs)):
-    assert got.shape == want.shape and got.dtype == want.dtype == image.dtype
-    level = 257 if image.dtype == np.uint16 else 1
-    assert np.abs(got.astype(int) - want).max() <= level
-
-
-def test_auto_backend_is_onnxruntime_on_the_cpu():
-  assert inference.resolve_backend("auto") == ("onnxruntime" if jax.default_backend() == "cpu"
-                                               else "jax")
-  with pytest.raises(ValueError, match="onnxruntime"):
-    inference.resolve_backend("tflite")
-
-
-def test_inference_uses_xla_convolutions_unless_told():
-  """im2col pays for CPU gradients only; a forward pass takes XLA's convolution."""
-  assert inference.inference_conv("auto", ["cpu"]) == inference.inference_conv("auto") == "xla"
-  assert inference.inference_conv("im2col") == "im2col"
-  colorizer = random_colorizer("lsgan")
-  assert colorizer.with_conv("auto").generator.conv == "xla"

@@ -1,107 +1,27 @@
-"""Tests for colorjax.prepare and colorjax.data.prepare: a real folder of photos and broken files
--> TFDS."""
+"""Tests for colorjax.data.prepare (the library of `colorjax.prepare`): a real folder of photos
+and broken files -> TFDS. The interrupted command: tests/end_to_end/test_prepare.py."""
 
 import io
 import json
-import os
-import pathlib
-import signal
-import struct
 import subprocess
 import sys
-import time
-import zlib
 
 import numpy as np
 import pytest
 
 tf = pytest.importorskip("tensorflow", reason="prepare writes TFDS datasets with TF (tf extra)")
 from PIL import Image
-from skimage import data
 
 from colorjax.data import images
 from colorjax.data import pipeline
 from colorjax.data import prepare
+from colorjax.data import sources
 from colorjax.data import splits
+from tests.helpers import REPO_ROOT
+from tests.helpers.classes import CROPS_PER_CLASS, PHOTOS, labelled_config
+from tests.helpers.photo_folder import MAX_SIDE, VALIDATION_PERCENT, read_split
 
 tf.config.set_visible_devices([], "GPU")
-import tensorflow_datasets as tfds  # noqa: E402  (after hiding GPUs)
-
-REPO = pathlib.Path(__file__).resolve().parent.parent
-MAX_SIDE = 128
-VALIDATION_PERCENT = 30
-
-
-def _png16_rgb(rgb16: np.ndarray) -> bytes:
-  """A 16-bit-per-channel RGB PNG (Pillow cannot write these)."""
-  height, width, _ = rgb16.shape
-  raw = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in rgb16)
-
-  def chunk(kind: bytes, payload: bytes) -> bytes:
-    return (struct.pack(">I", len(payload)) + kind + payload
-            + struct.pack(">I", zlib.crc32(kind + payload)))
-
-  header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
-  return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
-          + chunk(b"IEND", b""))
-
-
-def make_photo_folder(root: pathlib.Path) -> tuple[list[str], dict[str, str]]:
-  """Writes real photos (various formats, nested) and broken files.
-
-  Returns:
-    (relative paths that must be written, {relative path: skip reason}).
-  """
-  photos = {name: getattr(data, name)() for name in ("astronaut", "chelsea", "coffee", "rocket")}
-  formats = [("jpg", "JPEG"), ("png", "PNG"), ("webp", "WEBP"), ("bmp", "BMP"), ("tiff", "TIFF")]
-  good, skipped = [], {}
-
-  def save(rel: str, img: Image.Image, fmt: str, **kwargs) -> None:
-    path = root / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path, format=fmt, **kwargs)
-
-  k = 0
-  for name, rgb in photos.items():
-    height, width, _ = rgb.shape
-    crops = [rgb[: height * 3 // 4, : width * 3 // 4], rgb[height // 4:, width // 3:],
-             rgb[height // 3: height // 3 + 100, width // 4: width // 4 + 90]]
-    for i, crop in enumerate(crops[: 3 if name == "astronaut" else 2]):
-      ext, fmt = formats[k % len(formats)]
-      k += 1
-      rel = f"{'trips/2023' if i else 'home'}/{name}_{i}.{ext.upper() if k % 4 == 0 else ext}"
-      save(rel, Image.fromarray(np.ascontiguousarray(crop)), fmt)
-      good.append(rel)
-
-  chelsea = data.chelsea()
-  save("odd/cmyk.jpg", Image.fromarray(chelsea).convert("CMYK"), "JPEG", quality=90)
-  (root / "odd/deep16.png").write_bytes(_png16_rgb(data.coffee().astype(np.uint16) * 257))
-  alpha = np.full(chelsea.shape[:2], 255, np.uint8)
-  alpha[:, :100] = 0
-  save("odd/rgba.png", Image.fromarray(np.dstack([chelsea, alpha])), "PNG")
-  save("odd/palette.png", Image.fromarray(data.rocket()).quantize(colors=32), "PNG", transparency=0)
-  good += ["odd/cmyk.jpg", "odd/deep16.png", "odd/rgba.png", "odd/palette.png"]
-
-  full = io.BytesIO()
-  Image.fromarray(data.astronaut()).save(full, format="JPEG")
-  (root / "broken").mkdir()
-  (root / "broken/truncated.jpg").write_bytes(full.getvalue()[: len(full.getvalue()) // 2])
-  (root / "broken/empty.jpg").write_bytes(b"")
-  (root / "broken/notes.jpg").write_text("not a photo, just a note\n" * 10)
-  save("broken/tiny.png", Image.new("RGB", (1, 1), (200, 10, 10)), "PNG")
-  panorama = np.ascontiguousarray(np.tile(data.coffee()[:20], (1, 4, 1)))  # 2400x20
-  save("broken/panorama.jpg", Image.fromarray(panorama), "JPEG")
-  save("gray/camera.jpg", Image.fromarray(data.camera()), "JPEG")
-  save("gray/camera_rgb.png", Image.fromarray(data.camera()).convert("RGB"), "PNG")
-  save("gray/moon16.png", Image.fromarray(data.moon().astype(np.uint16) * 257), "PNG")
-  skipped.update({
-      "broken/truncated.jpg": "truncated or corrupt", "broken/empty.jpg": "empty file",
-      "broken/notes.jpg": "not an image", "broken/tiny.png": "too small",
-      "broken/panorama.jpg": "too small", "gray/camera.jpg": "grayscale",
-      "gray/camera_rgb.png": "grayscale", "gray/moon16.png": "grayscale",
-  })
-  (root / "readme.txt").write_text("ignored: not an image extension")
-  return sorted(good), skipped
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -109,37 +29,9 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
   return 10 * np.log10(255 ** 2 / max(mse, 1e-10))
 
 
-def read_split(name: str, data_dir: pathlib.Path, split: str,
-               decode: bool = True) -> dict[str, np.ndarray | bytes]:
-  """{relative path: image} of a split: decoded arrays, or the stored bytes (decode=False) as
-  the training pipeline reads them."""
-  decoders = None if decode else {"image": tfds.decode.SkipDecoding()}
-  source = tfds.data_source(name, split=split, data_dir=os.fspath(data_dir), decoders=decoders)
-  records = [source[i] for i in range(len(source))]
-  return {r["path"].decode() if isinstance(r["path"], bytes) else r["path"]: r["image"]
-          for r in records}
-
-
-@pytest.fixture(scope="module")
-def photo_folder(tmp_path_factory):
-  root = tmp_path_factory.mktemp("photos")
-  good, skipped = make_photo_folder(root)
-  return root, good, skipped
-
-
-@pytest.fixture(scope="module")
-def prepared(photo_folder, tmp_path_factory):
-  root, _, _ = photo_folder
-  data_dir = tmp_path_factory.mktemp("tfds")
-  summary = prepare.prepare(root, "my_photos", data_dir, max_side=MAX_SIDE,
-                            validation_percent=VALIDATION_PERCENT, workers=2, chunk_size=4,
-                            progress=False)
-  return data_dir, summary
-
-
-def test_summary_counts(photo_folder, prepared):
+def test_summary_counts(photo_folder, prepared_photo_folder):
   root, good, skipped = photo_folder
-  data_dir, summary = prepared
+  data_dir, summary = prepared_photo_folder
   expected_splits = {s: sum(splits.hash_split(rel, VALIDATION_PERCENT) == s for rel in good)
                      for s in ("train", "validation")}
   assert expected_splits["validation"] > 0  # The fixed file names do land in both splits.
@@ -155,9 +47,9 @@ def test_summary_counts(photo_folder, prepared):
   assert not (data_dir / prepare.WORK_FOLDER / "my_photos").exists()  # Cleaned up.
 
 
-def test_data_source_reads_dataset(photo_folder, prepared):
+def test_data_source_reads_dataset(photo_folder, prepared_photo_folder):
   root, good, _ = photo_folder
-  data_dir, summary = prepared
+  data_dir, summary = prepared_photo_folder
   seen = {}
   for split in ("train", "validation"):
     records = read_split("my_photos", data_dir, split)
@@ -181,9 +73,9 @@ def test_data_source_reads_dataset(photo_folder, prepared):
   assert (seen["odd/rgba.png"][:, :20] == 255).all()  # Transparent part -> white.
 
 
-def test_rerun_is_a_no_op(photo_folder, prepared):
+def test_rerun_is_a_no_op(photo_folder, prepared_photo_folder):
   root, _, _ = photo_folder
-  data_dir, summary = prepared
+  data_dir, summary = prepared_photo_folder
   shard = next((data_dir / "my_photos/1.0.0").glob("*train.array_record*"))
   mtime = shard.stat().st_mtime_ns
   again = prepare.prepare(root, "my_photos", data_dir, max_side=MAX_SIDE,
@@ -191,44 +83,6 @@ def test_rerun_is_a_no_op(photo_folder, prepared):
                           progress=False)
   assert again == summary
   assert shard.stat().st_mtime_ns == mtime
-
-
-def test_interrupted_run_resumes_and_matches(photo_folder, prepared, tmp_path):
-  root, _, _ = photo_folder
-  clean_dir, clean_summary = prepared
-  data_dir = tmp_path / "tfds"
-  work_dir = data_dir / prepare.WORK_FOLDER / "my_photos"
-  command = [sys.executable, "-m", "colorjax.prepare", f"--src={root}", "--name=my_photos",
-             f"--data_dir={data_dir}", f"--max_side={MAX_SIDE}",
-             f"--validation_percent={VALIDATION_PERCENT}", "--workers=1", "--chunk_size=2",
-             "--no_progress"]
-  # A new session lets us kill the run and anything it started, and only that.
-  process = subprocess.Popen(command, cwd=REPO, start_new_session=True,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  deadline = time.monotonic() + 60
-  while not list(work_dir.glob("*.pkl")) and process.poll() is None:
-    assert time.monotonic() < deadline, "prepare wrote no chunk within 60s"
-    time.sleep(0.005)
-  os.killpg(process.pid, signal.SIGKILL)
-  process.wait()
-  # The kill was real: the dataset was not finished.
-  assert not (data_dir / "my_photos/1.0.0" / prepare.SUMMARY_FILE).exists()
-  finished = len(list(work_dir.glob("*.pkl")))
-  assert finished >= 1
-  assert finished < clean_summary["chunks"]["total"] or not (data_dir / "my_photos").exists()
-
-  summary = prepare.prepare(root, "my_photos", data_dir, max_side=MAX_SIDE,
-                            validation_percent=VALIDATION_PERCENT, workers=2, chunk_size=2,
-                            progress=False)
-  assert summary["chunks"]["reused"] == finished
-  assert summary["written"] == clean_summary["written"]
-  assert summary["skipped"] == clean_summary["skipped"]
-  for split in ("train", "validation"):
-    resumed = read_split("my_photos", data_dir, split)
-    clean = read_split("my_photos", clean_dir, split)
-    assert sorted(resumed) == sorted(clean)  # Same split for the same files.
-    for rel in clean:
-      np.testing.assert_array_equal(resumed[rel], clean[rel])
 
 
 def test_changed_folder_rebuilds(photo_folder, tmp_path):
@@ -325,6 +179,24 @@ def test_bad_arguments(photo_folder, tmp_path):
     prepare.prepare(root, "someone_else", tmp_path, progress=False)
   result = subprocess.run(
       [sys.executable, "-m", "colorjax.prepare", f"--src={root}", "--name=MyPhotos",
-       f"--data_dir={tmp_path}"], cwd=REPO, capture_output=True, text=True)
+       f"--data_dir={tmp_path}"], cwd=REPO_ROOT, capture_output=True, text=True)
   assert result.returncode == 2
   assert "invalid dataset name 'MyPhotos'" in result.stderr and "my_photos" in result.stderr
+
+
+def test_prepare_stores_the_folder_classes_as_tfds_labels(class_root, tmp_path):
+  pytest.importorskip("tensorflow", reason="prepare writes TFDS datasets with TF (tf extra)")
+  summary = prepare.prepare(class_root, "class_photos", tmp_path, max_side=64,
+                            validation_percent=0.0, min_side=8, workers=1, progress=False)
+  assert summary["classes"] == sorted(PHOTOS)
+  config = labelled_config(class_root)
+  with config.unlocked():
+    config.data.name, config.data.data_dir = "class_photos", str(tmp_path)
+  source = sources.create_source(config.data, train=True)
+  assert sources.class_names(source) == sorted(PHOTOS)
+  assert len(source) == len(PHOTOS) * CROPS_PER_CLASS
+  for i in range(len(source)):
+    record = source[i]
+    assert sorted(PHOTOS)[record["label"]] == images.folder_class(record["path"].decode())
+  batch = next(iter(pipeline.create_train_dataset(config)))
+  assert set(np.unique(batch["label"])) <= set(range(len(PHOTOS)))

@@ -8,7 +8,8 @@ in an install without TensorFlow. The submodules:
 * launch.py: tests that run `colorjax.main` and other commands as real subprocesses;
 * chromium.py: the demo page in headless Chromium (Playwright);
 * video_clips.py: real-codec test clips made from photos (also used by benchmarks/video.py);
-* checkpoints.py: trained workdirs with several checkpoints, and damaging them.
+* checkpoints.py: trained workdirs with several checkpoints, and damaging them;
+* ab_bins.py: reference ab and nearest bins (scikit-image, numpy) for the colour tests.
 """
 
 from __future__ import annotations
@@ -69,3 +70,44 @@ def serve_load() -> types.ModuleType:
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
+
+
+# Every kind of generator: U-Net, Zhang et al.'s CNN (classification), fusion, plain.
+GENERATOR_CONFIGS = ["lsgan", "colorful", "fusion_attention", "plain"]
+
+
+def random_colorizer(name: str):
+  """configs/<name>.py:tiny with random weights and random BatchNorm statistics, so that folding
+  BatchNorm into the convolutions is tested with statistics that are not the identity."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from colorjax import inference  # pylint: disable=g-import-not-at-top
+  from colorjax.training import builders  # pylint: disable=g-import-not-at-top
+  config = tiny_config(name)
+  generator, decode = builders.make_generator(config, "xla")
+  size = config.data.image_size
+  variables = generator.init({"params": jax.random.key(0), "dropout": jax.random.key(1)},
+                             jnp.zeros((1, size, size, 1)), train=False)
+  rng = np.random.default_rng(0)
+
+  def perturb(path, leaf):
+    kind = jax.tree_util.keystr(path)
+    if "mean" in kind:
+      return jnp.asarray(rng.normal(0, 0.3, leaf.shape), leaf.dtype)
+    if "var" in kind:
+      return jnp.asarray(rng.uniform(0.3, 2.0, leaf.shape), leaf.dtype)
+    return leaf
+  stats = jax.tree_util.tree_map_with_path(perturb, variables.get("batch_stats", {}))
+  return inference.Colorizer(config, generator, decode,
+                             {"params": variables["params"], "batch_stats": stats}, step=0)
+
+
+def odd_inputs():
+  """A colour photo, a gray one, a uint16 one and an RGBA one, of different sizes."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import skimage.data  # pylint: disable=g-import-not-at-top
+  rgba = np.concatenate([skimage.data.chelsea()[:50, :70],
+                         np.full((50, 70, 1), 128, np.uint8)], axis=-1)
+  return [skimage.data.astronaut()[:120, :160], skimage.data.camera()[:97, :61],
+          skimage.data.coffee()[:64, :96].astype(np.uint16) * 257, rgba]

@@ -1,4 +1,6 @@
-"""The classification method end to end: prior, rebalanced CE, annealed-mean eval and samples."""
+"""Classification colorizers in the trainer (colorjax/training/classification.py), end to end: the
+prior, rebalanced CE, annealed-mean eval and samples. The prior alone: tests/training/test_prior.py;
+`--mode=prior` as a command: tests/end_to_end/test_main.py."""
 
 import json
 import os
@@ -37,34 +39,3 @@ def test_colorful_trains_with_prior_and_reports_rebalanced_auc(tmp_path):
   for key in ("psnr", "ssim", "auc", "auc_rebalanced", "colorfulness"):
     assert np.isfinite(record["model"][key]), key
   assert os.listdir(os.path.join(workdir, "samples"))
-
-
-def test_prior_command_writes_a_prior_peaking_near_neutral(tmp_path):
-  config = tiny_config("colorful")
-  with config.unlocked():
-    config.color.prior_num_images = 6
-  prior = prior_lib.compute_prior(config, progress=False)
-  assert prior.counts.sum() > 0
-  assert np.hypot(*prior.bins[np.argmax(prior.prior)]) <= 30
-
-
-def test_mode_prior_writes_the_prior_the_trainer_reads(tmp_path):
-  """`python -m colorjax.main --mode=prior` computes the prior alone, into the workdir."""
-  import subprocess  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
-  from tests.helpers import REPO_ROOT  # pylint: disable=g-import-not-at-top
-  from tests.helpers import launch  # pylint: disable=g-import-not-at-top
-  workdir = str(tmp_path / "run")
-  result = subprocess.run(
-      [sys.executable, "-m", "colorjax.main", "--config=configs/colorful.py:tiny",
-       f"--workdir={workdir}", "--mode=prior", "--config.color.prior_num_images=6"],
-      cwd=REPO_ROOT, env=launch.cpu_env(1), capture_output=True, text=True, timeout=300)
-  assert result.returncode == 0, result.stderr[-2000:]
-  assert "wrote" in result.stderr and "Q=261 bins" in result.stderr
-  written = rebalance.load_prior(os.path.join(workdir, prior_lib.PRIOR_FILENAME))
-  config = tiny_config("colorful")
-  with config.unlocked():
-    config.color.prior_num_images = 6
-  expected = prior_lib.compute_prior(config, progress=False)
-  np.testing.assert_allclose(written.counts, expected.counts)
-  np.testing.assert_allclose(written.weights, expected.weights, rtol=1e-6)

@@ -88,3 +88,10 @@ def test_batch_divisibility_is_checked_once_for_both_batches():
   with pytest.raises(ValueError, match=r"eval.batch_size=12 must be divisible by the number of "
                                        r"devices \(8\); e.g. --config.eval.batch_size=8"):
     run_setup.RunSetup.create(config)
+
+
+def test_unknown_generator_lists_valid_names(tiny_lsgan_config):
+  with tiny_lsgan_config.unlocked():
+    tiny_lsgan_config.model.generator = "unet3000"
+  with pytest.raises(ValueError, match="valid names: .*unet"):
+    run_setup.validate_config(tiny_lsgan_config)

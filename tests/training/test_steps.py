@@ -1,6 +1,8 @@
-"""Numerics: a non-finite loss stops training with the last good checkpoint kept; bf16 compute."""
+"""The jitted train step (colorjax/training/steps.py, built by colorjax/training/run_setup.py): bf16
+compute with float32 state, 8 devices against one, the averaged weights' warm-up decay.
 
-import os
+A non-finite loss in the trainer: tests/test_train.py.
+"""
 
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -8,41 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from colorjax import train
-from colorjax.core import checkpointing
-from colorjax.core import distributed
 from colorjax.training import run_setup
-from tests.helpers import tiny_config
-from tests.helpers import photo_batch
-
-
-def test_non_finite_loss_names_step_and_term_and_keeps_the_last_good_checkpoint(tmp_path):
-  # Warm-up from 0 makes step 1 a no-op update (finite, checkpointed); step 2 then uses a
-  # learning rate of 5e29 and overflows. Step 1's save is still in flight when step 2 fails.
-  config = tiny_config("lsgan")
-  with config.unlocked():
-    config.num_train_steps = 6
-    config.checkpoint_every_steps = 1
-    config.eval_every_steps = config.sample_every_steps = 1000
-    config.optimizer.learning_rate = 1e30
-    config.optimizer.warmup_steps = 2
-  workdir = str(tmp_path)
-  with pytest.raises(train.NonFiniteLossError) as error:
-    train.train_and_evaluate(config, workdir)
-  message = str(error.value)
-  assert "at step 2" in message, message
-  assert any(term in message for term in ("g_loss", "d_loss", "g_gan", "d_gan")), message
-
-  # No checkpoint of the non-finite state; the one before it restores, finite.
-  entries = os.listdir(os.path.join(workdir, "checkpoints"))
-  assert entries == ["1"], entries
-  mesh = distributed.make_data_mesh()
-  setup = run_setup.RunSetup.create(config, mesh)
-  manager = checkpointing.make_manager(workdir, 3, read_only=True)
-  state = checkpointing.restore(manager, 1, checkpointing.abstract_with_shardings(
-      setup.abstract_state, setup.state_shardings), None)
-  assert int(state.step) == 1
-  assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state))
+from colorjax.training import steps
+from tests.helpers import photo_batch, tiny_config
 
 
 def _first_step(dtype: str, batch: np.ndarray):
@@ -74,3 +44,37 @@ def test_bfloat16_computes_in_bf16_keeps_float32_state_and_close_losses():
     np.testing.assert_allclose(float(metrics_16[key]), float(metrics_32[key]), rtol=0.05,
                                err_msg=key)
   del state_32
+
+
+def _run_step_on(devices, config, batch):
+  mesh = Mesh(np.array(devices), ("data",))
+  setup = run_setup.RunSetup.create(config, mesh)
+  state = setup.init_state()
+  step = setup.train_step()
+  for _ in range(2):
+    state, metrics = step(state, {"image": jax.device_put(batch, NamedSharding(mesh, P("data")))})
+  return jax.device_get(metrics), jax.device_get(state.g.params)
+
+
+def test_eight_devices_match_one_device(tiny_lsgan_config):
+  assert jax.device_count() == 8, "conftest sets 8 simulated CPU devices"
+  batch = photo_batch()
+  metrics_1, params_1 = _run_step_on(jax.devices()[:1], tiny_lsgan_config, batch)
+  metrics_8, params_8 = _run_step_on(jax.devices(), tiny_lsgan_config, batch)
+  for key in metrics_1:
+    np.testing.assert_allclose(metrics_8[key], metrics_1[key], rtol=2e-4, atol=1e-5, err_msg=key)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5),
+               params_1, params_8)
+
+
+def test_averaged_weights_forget_the_initialisation_at_any_run_length():
+  """A fixed decay of 0.999 keeps 0.999^600 = 55% of the initial weights after 600 steps; the
+  warm-up decay keeps well under 1% of them after a few hundred steps, and still averages."""
+  for num_steps in (10, 100, 600, 5000):
+    ema, params = {"w": jnp.zeros(())}, {"w": jnp.ones(())}  # Init 0, trained weights 1.
+    for t in range(1, num_steps + 1):
+      ema = steps.update_ema(0.999, jnp.asarray(t), ema, params)
+    initial_share = 1.0 - float(ema["w"])
+    assert initial_share < (0.35 if num_steps == 10 else 0.01), (num_steps, initial_share)
+  assert float(steps.ema_decay_at(0.999, jnp.asarray(100000))) == pytest.approx(0.999)
+  assert float(steps.ema_decay_at(0.999, jnp.asarray(90))) == pytest.approx(91 / 100)
