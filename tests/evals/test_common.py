@@ -1,16 +1,15 @@
-"""Evaluators chosen by name from `config.evals`, each on its own cadence (colorjax/evals/)."""
+"""Evaluators chosen by name from `config.evals`, each on its own cadence (colorjax/evals/common.py,
+base.py)."""
 
 import json
 import os
 
 import ml_collections
-import numpy as np
 import pytest
 
 from colorjax import train
 from colorjax.evals import base
 from colorjax.evals import common
-from colorjax.evals import samples
 from tests.helpers import tiny_config
 from tests.helpers.launch import read_scalars
 
@@ -55,11 +54,3 @@ def test_each_evaluator_runs_on_its_own_cadence_and_all_at_the_last_step(tmp_pat
   assert sorted(read_scalars(workdir)["eval/psnr"]) == [3]
   record = json.load(open(os.path.join(workdir, "eval", "latest.json")))
   assert record["step"] == 3 and record["num_images"] == config.eval.num_images
-
-
-def test_sample_rows_are_spread_over_the_split_and_skip_padding():
-  picker = samples.SampleRows(total=10, num=4)  # Rows 0, 3, 6 and 9 of the real images.
-  first = picker.take(np.array([True] * 8))
-  assert first.tolist() == [0, 3, 6] and not picker.done
-  second = picker.take(np.array([False, True, False, True] + [False] * 4))  # Real: 1 and 3.
-  assert second.tolist() == [3] and picker.done

@@ -201,3 +201,14 @@ def test_image_metrics_keys_shapes_and_baseline(photos):
   np.testing.assert_allclose(out["true_colorfulness"],
                              [_colorfulness_numpy(p) for p in np.round(photos * 255) / 255],
                              rtol=2e-3)
+
+
+def test_checkerboard_measures_period_two_patterns_not_gradients():
+  l = jnp.full((1, 32, 32, 1), 60.0)
+  y, x = jnp.mgrid[:32, :32]
+  ramp = jnp.stack([x * 1.5, y * -0.8], axis=-1)[None].astype(jnp.float32)
+  checker = ramp + 3.0 * ((-1.0) ** (x + y))[None, ..., None]
+  assert float(metrics.checkerboard(ramp, l)[0]) < 1e-4
+  assert float(metrics.checkerboard(checker, l)[0]) > 10.0
+  edges = l.at[:, :, 16:].set(20.0)  # Nothing is flat next to the edge: only the rest counts.
+  assert float(metrics.checkerboard(checker, edges)[0]) > 10.0

@@ -1,12 +1,15 @@
-"""The convolution implementation (`config.model.conv`): chosen once, parameters unchanged.
+"""Shared layers (colorjax/models/layers.py), first the convolution implementation
+(`config.model.conv`): chosen once, parameters unchanged.
 
 "xla" and "im2col" must give every model the same parameter tree (checkpoints load under
 either) and the same outputs within float rounding; "auto" resolves for the target platforms
-where the models are built, never from the backend at trace time.
+where the models are built, never from the backend at trace time. Then spectral norm, norms by
+name, and the im2col and sub-pixel transposed convolutions against Flax's.
 """
 
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -111,3 +114,76 @@ def test_builders_resolve_model_conv_once_for_both_models():
 def test_conv_is_not_a_model_option():
   with pytest.raises(ValueError, match="model.conv"):
     build_generator("unet", {"conv": "xla"}, jnp.float32)
+
+
+# ------------------------------------------------------------------------------------------
+# The layers themselves: spectral norm, norms by name, the im2col and sub-pixel convolutions.
+# ------------------------------------------------------------------------------------------
+def test_spectral_norm_conv_has_unit_top_singular_value():
+  conv = layers.Conv(8, (3, 3), spectral_norm=True)
+  x = jax.random.normal(key(0), (1, 6, 6, 4))
+  variables = conv.init(key(1), x)
+  params, stats = variables["params"], variables["batch_stats"]
+  apply = jax.jit(lambda s: conv.apply({"params": params, "batch_stats": s}, x, update_stats=True,
+                                       mutable=["batch_stats"]))
+  for _ in range(30):  # One power iteration per training-mode call.
+    y, updates = apply(stats)
+    stats = updates["batch_stats"]
+  kernel = np.asarray(params["conv"]["kernel"]).reshape(-1, 8)
+  sigma = float(jax.tree.leaves({k: v for k, v in stats["spectral_norm"].items()
+                                 if k.endswith("sigma")})[0])
+  assert sigma == pytest.approx(np.linalg.svd(kernel, compute_uv=False)[0], rel=1e-3)
+  assert np.linalg.svd(kernel / sigma, compute_uv=False)[0] == pytest.approx(1.0, rel=1e-3)
+  # The layer really convolves with the normalised kernel.
+  reference = nn.Conv(8, (3, 3), padding="SAME").apply(
+      {"params": {"kernel": params["conv"]["kernel"] / sigma, "bias": params["conv"]["bias"]}}, x)
+  np.testing.assert_allclose(y, reference, rtol=1e-3, atol=1e-4)
+
+
+def test_norm_by_name():
+  x = jax.random.normal(key(0), (2, 4, 4, 3))
+  x2 = x.at[1].multiply(5.0)
+  for kind in layers.NORMS:
+    norm = layers.Norm(kind)
+    variables = norm.init(key(0), x, train=False)
+    y, _ = norm.apply(variables, x, train=True, mutable=["batch_stats"])
+    y2, _ = norm.apply(variables, x2, train=True, mutable=["batch_stats"])
+    # Only batch norm lets one sample change another's output (why WGAN-GP critics avoid it).
+    assert np.allclose(y[0], y2[0], atol=1e-5) == (kind != "batch")
+  with pytest.raises(ValueError, match="valid names"):
+    layers.Norm("group").init(key(0), x, train=False)
+
+
+@pytest.mark.parametrize("kernel,strides,padding,dilation", [
+    ((4, 4), (2, 2), ((1, 1), (1, 1)), (1, 1)), ((3, 3), (1, 1), "SAME", (1, 1)),
+    ((4, 4), (2, 2), "SAME", (1, 1)), ((3, 3), (1, 1), "SAME", (2, 2)),
+    ((4, 4), (1, 1), ((1, 1), (1, 1)), (1, 1))])
+def test_im2col_conv_equals_xla_conv_with_gradients(kernel, strides, padding, dilation):
+  from colorjax.models.layers import Conv2d
+  x = jax.random.normal(jax.random.key(1), (2, 9, 8, 3))
+  reference = nn.Conv(5, kernel, strides=strides, padding=padding, kernel_dilation=dilation)
+  fast = Conv2d(5, kernel, strides, padding, kernel_dilation=dilation, conv="im2col")
+  variables = reference.init(jax.random.key(0), x)
+  # im2col really is a matmul, with no convolution left in the program.
+  jaxpr = str(jax.make_jaxpr(fast.apply)(variables, x))
+  assert "conv_general_dilated" not in jaxpr and "dot_general" in jaxpr
+  np.testing.assert_allclose(fast.apply(variables, x), reference.apply(variables, x), atol=1e-5)
+  loss = lambda module: lambda v, x: jnp.sum(jnp.sin(module.apply(v, x)))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-4),
+               jax.grad(loss(fast), argnums=(0, 1))(variables, x),
+               jax.grad(loss(reference), argnums=(0, 1))(variables, x))
+
+
+@pytest.mark.parametrize("conv", layers.CONV_IMPLS)
+def test_sub_pixel_transposed_conv_equals_flax_conv_transpose_with_gradients(conv):
+  from colorjax.models.layers import ConvTranspose2x
+  x = jax.random.normal(jax.random.key(1), (2, 5, 7, 3))
+  reference = nn.ConvTranspose(4, (4, 4), strides=(2, 2), padding="SAME")
+  variables = reference.init(jax.random.key(0), x)
+  variables = jax.tree.map(lambda a: a + 0.1, variables)  # A non-zero bias too.
+  fast = ConvTranspose2x(4, conv=conv)
+  np.testing.assert_allclose(fast.apply(variables, x), reference.apply(variables, x), atol=1e-5)
+  loss = lambda module: lambda v, x: jnp.sum(jnp.sin(module.apply(v, x)))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-4),
+               jax.grad(loss(fast), argnums=(0, 1))(variables, x),
+               jax.grad(loss(reference), argnums=(0, 1))(variables, x))
