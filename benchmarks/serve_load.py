@@ -243,8 +243,8 @@ def measure(workdir: str, count: int, concurrency: int, max_active: int, max_wai
 
 def train_tiny_model(workdir: str) -> None:
   """2 steps of the tiny 16 px lsgan the tests use: the weights do not matter for load."""
-  sys.path.insert(0, os.path.join(REPO_ROOT, "tests"))
-  from conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  sys.path.insert(0, REPO_ROOT)
+  from tests.helpers import tiny_config  # pylint: disable=g-import-not-at-top
   from colorjax import train  # pylint: disable=g-import-not-at-top
   train.train_and_evaluate(tiny_config("lsgan"), workdir)
 

@@ -6,7 +6,7 @@ at 480p and 720p; the optical flow choice; the README's before/after strip.
 
 The model: any trained workdir, e.g. `python -m colorjax.main --config=configs/regression_l1.py
 --workdir=/tmp/video_model` (600 steps at 64 px on scikit-image's photos). Clips are made from
-real photos (tests/video_clips.py: pan, zoom, cut, moving object), encoded with H.264 (CRF
+real photos (tests/helpers/video_clips.py: pan, zoom, cut, moving object), encoded with H.264 (CRF
 18); every measure is on the *decoded* output file against the decoded input file.
 
 Tables:
@@ -38,9 +38,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import git_commit  # noqa: E402  (benchmarks/common.py)
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "tests"))
-import video_clips  # noqa: E402  (tests/video_clips.py: the test clips, not part of the package)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The test clips (tests/helpers/video_clips.py), not part of the package.
+from tests.helpers import video_clips  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZES = {"480p": (854, 480), "720p": (1280, 720)}

@@ -15,7 +15,7 @@ same variant trained without hints. `evals.hints` scores 0-100 random hints from
 compiling for 6.5 of them; `configs/lsgan.py:quick` takes about a minute idle). On its six
 training photos it reaches eval PSNR 26.7 dB (gray 19.2) and ignores hints, having memorised
 their colours; on scenes whose colours only hints reveal, the same recipe learns to follow
-them (docs/hints.md, tests/test_hints_follow.py).
+them (docs/hints.md, tests/end_to_end/test_hints_follow.py).
 
 `:cifar` (CIFAR-10 folders: --config.data.name=DIR): 1000 steps of batch 64, 10 minutes for its
 last 500 on the idle 2-core machine (93 images/s; the first 500 ran at 5-9 images/s beside four

@@ -15,19 +15,15 @@ from PIL import Image
 
 from colorjax import inference
 from colorjax import serve
-from colorjax import train
-from tests.helpers import tiny_config
 from tests.helpers import chromium
 
 MAX_UPLOAD_MB = 1.0
 
 
 @pytest.fixture(scope="module")
-def server_url(tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp("workdir"))
-  train.train_and_evaluate(tiny_config("lsgan"), workdir)
-  server = serve.make_server(inference.Colorizer.from_workdir(workdir), "127.0.0.1", 0,
-                             max_upload_mb=MAX_UPLOAD_MB)
+def server_url(trained_tiny):
+  colorizer = inference.Colorizer.from_workdir(trained_tiny("lsgan"))
+  server = serve.make_server(colorizer, "127.0.0.1", 0, max_upload_mb=MAX_UPLOAD_MB)
   thread = threading.Thread(target=server.serve_forever, daemon=True)
   thread.start()
   host, port = server.server_address[:2]

@@ -10,7 +10,8 @@ Variants (every config has each):
   "cifar"  the CIFAR-10 recipe at 32 px, sized for a 2-core CPU (docs/quality.md): TFDS
            `cifar10`, or `--config.data.name=DIR` for JPEG/PNG folders with train/ and test/.
   "quick"  the embedded photos at 32 px for 300 steps: a run that visibly colorizes its
-           training photos in about a minute on CPU (tests/test_quality.py bounds its output).
+           training photos in about a minute on CPU (tests/end_to_end/test_quality.py bounds
+           its output).
   "tiny"   seconds per run on CPU, for tests: 16 px, 2 steps, the smallest networks.
 """
 

@@ -59,7 +59,7 @@ def ssim(pred_rgb: jnp.ndarray, true_rgb: jnp.ndarray) -> jnp.ndarray:
   `skimage.metrics.structural_similarity(true, pred, channel_axis=-1, data_range=1,
   gaussian_weights=True, sigma=1.5, use_sample_covariance=False)` to ~1e-5: skimage pads with
   'reflect' and then crops (win_size - 1) / 2 = 5 pixels per side, exactly the pixels whose
-  window reaches into the padding (tests/test_metrics.py). Images must be at least 11 x 11.
+  window reaches into the padding (tests/evals/test_metrics.py). Images must be at least 11 x 11.
   """
   if min(pred_rgb.shape[1], pred_rgb.shape[2]) < _SSIM_WINDOW:
     raise ValueError(f"ssim needs images of at least {_SSIM_WINDOW}x{_SSIM_WINDOW} pixels, "

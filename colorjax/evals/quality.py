@@ -11,8 +11,9 @@ serve and export take) and measures, per photo:
   (`metrics.checkerboard`), the footprint of untrained or badly trained transposed
   convolutions (Odena et al. 2016).
 
-The docs' pictures (`docs/make_pictures.py`) and the output tests (`tests/test_quality.py`)
-both use it, so the numbers in README are the ones the tests bound.
+The docs' pictures (`docs/make_pictures.py`) and the output tests
+(`tests/end_to_end/test_quality.py`) both use it, so the numbers in README are the ones the tests
+bound.
 """
 
 from __future__ import annotations

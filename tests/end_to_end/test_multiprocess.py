@@ -176,19 +176,12 @@ HEARTBEAT_TIMEOUT_S = 3
 LAUNCHER = os.path.join(REPO_ROOT, "launch", "local_cpu_2proc.sh")
 
 
-class Launcher:
+class Launcher(launch.LoggedProcess):
   """`launch/local_cpu_2proc.sh WORKDIR ...` as a user runs it (its output in a file)."""
 
   def __init__(self, command: str, env: dict[str, str], log_path: str, workdir: str):
+    super().__init__(["bash", "-c", command], env, log_path)
     self.workdir = workdir
-    self.log_path = log_path
-    self._log = open(log_path, "w")
-    self.popen = subprocess.Popen(["bash", "-c", command], cwd=REPO_ROOT, env=env,
-                                  stdout=self._log, stderr=subprocess.STDOUT)
-
-  def output(self) -> str:
-    with open(self.log_path, errors="replace") as f:
-      return f.read()
 
   def process_pid(self, index: int) -> int | None:
     """The pid of training process `index` (children of the launcher, which execs into the
@@ -201,12 +194,6 @@ class Launcher:
               return int(pid)
     return None
 
-  def wait(self, timeout: float) -> int:
-    try:
-      return self.popen.wait(timeout)
-    finally:
-      self._log.close()
-
   def kill(self) -> None:
     """Test clean-up: the launcher and its children, by pid."""
     if self.popen.poll() is None:
@@ -214,9 +201,7 @@ class Launcher:
         pid = self.process_pid(index)
         if pid:
           os.kill(pid, signal.SIGKILL)
-      self.popen.kill()
-      self.popen.wait()
-    self._log.close()
+    super().kill()
 
 
 def _complete_steps(workdir: str) -> list[int]:

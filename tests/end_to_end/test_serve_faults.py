@@ -8,10 +8,8 @@ send their headers a byte at a time. Each gets its answer, the log has one line 
 traceback, and a real photo is still colorized while the crowd holds on.
 """
 
-import importlib.util
 import io
 import json
-import os
 import re
 import socket
 import struct
@@ -23,9 +21,8 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from colorjax import train
-from tests.helpers import REPO_ROOT, tiny_config
 from tests.helpers import launch
+from tests.helpers import serve_load_module
 
 HOST = "127.0.0.1"
 MAX_CONNECTIONS = 8
@@ -33,23 +30,14 @@ READ_TIMEOUT_S = 2
 SLOW_CLIENTS = 40
 
 
-def _serve_load():
-  spec = importlib.util.spec_from_file_location(
-      "serve_load", os.path.join(REPO_ROOT, "benchmarks", "serve_load.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-serve_load = _serve_load()
+serve_load = serve_load_module()  # benchmarks/serve_load.py: the server subprocess, its stats.
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp("workdir"))
-  train.train_and_evaluate(tiny_config("lsgan"), workdir)
-  process = serve_load.ServerProcess(workdir, env=launch.cpu_env(1), max_upload_mb=1.0,
-                                     max_pixels=4_000_000, max_connections=MAX_CONNECTIONS,
+def server(trained_tiny):
+  process = serve_load.ServerProcess(trained_tiny("lsgan"), env=launch.cpu_env(1),
+                                     max_upload_mb=1.0, max_pixels=4_000_000,
+                                     max_connections=MAX_CONNECTIONS,
                                      read_timeout_s=READ_TIMEOUT_S)
   yield process
   process.stop()

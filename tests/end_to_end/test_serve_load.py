@@ -5,38 +5,17 @@ an oversized upload and a decompression bomb; 32 concurrent clients, a fixed req
 against `python -m colorjax.serve` in a subprocess with a small admission limit.
 """
 
-import importlib.util
-import os
-
-import pytest
-
-from colorjax import train
-from tests.helpers import REPO_ROOT, tiny_config
 from tests.helpers import launch
+from tests.helpers import serve_load_module
 
 MAX_ACTIVE, MAX_WAITING = 2, 4
 
 
-def _serve_load():
-  spec = importlib.util.spec_from_file_location(
-      "serve_load", os.path.join(REPO_ROOT, "benchmarks", "serve_load.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-  path = str(tmp_path_factory.mktemp("workdir"))
-  train.train_and_evaluate(tiny_config("lsgan"), path)
-  return path
-
-
-def test_server_under_load_answers_everything_in_bounded_memory(workdir):
-  serve_load = _serve_load()
-  result = serve_load.measure(workdir, count=64, concurrency=32, max_active=MAX_ACTIVE,
-                              max_waiting=MAX_WAITING, max_upload_mb=1.0, max_pixels=4_000_000,
-                              env=launch.cpu_env(1))
+def test_server_under_load_answers_everything_in_bounded_memory(trained_tiny):
+  serve_load = serve_load_module()
+  result = serve_load.measure(trained_tiny("lsgan"), count=64, concurrency=32,
+                              max_active=MAX_ACTIVE, max_waiting=MAX_WAITING, max_upload_mb=1.0,
+                              max_pixels=4_000_000, env=launch.cpu_env(1))
   print(serve_load.format_table(result))
   # Every request got its expected answer: 200 with an image for photos, 400 for corrupt
   # files, 413 for the oversized upload and the bomb (after 503 + Retry-After when busy).

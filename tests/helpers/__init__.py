@@ -63,7 +63,7 @@ def photo_batch(size: int = 16, n: int = 8):
                    for c in crops])
 
 
-def serve_load() -> types.ModuleType:
+def serve_load_module() -> types.ModuleType:
   """benchmarks/serve_load.py (the demo server as a subprocess, and its load), as a module."""
   spec = importlib.util.spec_from_file_location(
       "serve_load", os.path.join(REPO_ROOT, "benchmarks", "serve_load.py"))
