@@ -24,6 +24,8 @@ from colorjax.core import tf_utils
 from tests.helpers import REPO_ROOT
 from tests.helpers import launch
 
+pytestmark = pytest.mark.slow  # End to end: real processes (tests/end_to_end/).
+
 HAS_TF = tf_utils.tensorflow_available()
 
 # Each stage records whether TF has been imported by then; the report is the last stdout line.

@@ -33,6 +33,8 @@ from tests.helpers import launch
 from tests.helpers.checkpoints import (STEPS, abstract_state, checkpoint_steps, copy_workdir,
                                        error_line, fault_config)
 
+pytestmark = pytest.mark.slow  # End to end: real processes (tests/end_to_end/).
+
 
 # ------------------------------------------------------------------------------------------
 # 1. Two trainers on one workdir.

@@ -23,6 +23,8 @@ from colorjax import serve
 from tests.helpers import REPO_ROOT
 from tests.helpers import chromium
 
+pytestmark = pytest.mark.slow  # End to end: real processes (tests/end_to_end/).
+
 SIZE = 32
 RED = (220, 30, 40)
 # Bounds a model that ignores hints fails: hue within 30 degrees of the hint's and at least 0.4

@@ -6,11 +6,14 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from colorjax.color import rebalance
 from colorjax.training import prior as prior_lib
 from tests.helpers import REPO_ROOT, tiny_config
 from tests.helpers import launch
+
+pytestmark = pytest.mark.slow  # End to end: real processes (tests/end_to_end/).
 
 
 def _main(*args, cwd=REPO_ROOT):

@@ -34,9 +34,12 @@ import time
 
 import numpy as np
 import orbax.checkpoint as ocp
+import pytest
 
 from tests.helpers import REPO_ROOT, tiny_config
 from tests.helpers import launch
+
+pytestmark = pytest.mark.slow  # End to end: real processes (tests/end_to_end/).
 
 NUM_STEPS = 40  # Far more than are compared: the run ends by SIGTERM, after step 3.
 COMPARED_STEPS = (1, 2, 3)

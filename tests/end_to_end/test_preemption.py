@@ -17,12 +17,15 @@ import re
 
 import jax
 import numpy as np
+import pytest
 
 from colorjax.core import checkpointing
 from colorjax.core import distributed
 from colorjax.training import run_setup
 from tests.helpers import tiny_config
 from tests.helpers import launch
+
+pytestmark = pytest.mark.slow  # End to end: real processes (tests/end_to_end/).
 
 NUM_STEPS = 24
 TAGS = ("g_loss", "g_l1", "g_gan", "d_loss", "g_grad_norm")

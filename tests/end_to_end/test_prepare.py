@@ -16,6 +16,8 @@ from colorjax.data import prepare  # noqa: E402
 from tests.helpers import REPO_ROOT  # noqa: E402
 from tests.helpers.photo_folder import MAX_SIDE, VALIDATION_PERCENT, read_split  # noqa: E402
 
+pytestmark = pytest.mark.slow  # End to end: real processes (tests/end_to_end/).
+
 tf.config.set_visible_devices([], "GPU")
 
 

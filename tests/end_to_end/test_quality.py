@@ -41,6 +41,8 @@ from colorjax.training import run_setup
 from colorjax.training import steps
 from tests.helpers import REPO_ROOT
 
+pytestmark = pytest.mark.slow  # End to end: real processes (tests/end_to_end/).
+
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
 # Measured on this run (docs/quality.md); a model that outputs sepia, gray or noise fails them.
 MIN_PSNR_GAIN_DB = 3.0  # Over the gray baseline, per photo (measured 4.6-11.2).

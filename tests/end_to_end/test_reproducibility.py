@@ -1,7 +1,11 @@
 """Same config, seed and device count: two separate processes log identical losses."""
 
+import pytest
+
 from tests.helpers import launch
 from tests.helpers import tiny_config
+
+pytestmark = pytest.mark.slow  # End to end: real processes (tests/end_to_end/).
 
 TAGS = ("g_loss", "g_l1", "g_gan", "d_loss", "d_gan", "g_grad_norm", "d_grad_norm",
         "g_param_norm")

@@ -24,6 +24,8 @@ from PIL import Image
 from tests.helpers import launch
 from tests.helpers import serve_load_module
 
+pytestmark = pytest.mark.slow  # End to end: real processes (tests/end_to_end/).
+
 HOST = "127.0.0.1"
 MAX_CONNECTIONS = 8
 READ_TIMEOUT_S = 2

@@ -5,8 +5,12 @@ an oversized upload and a decompression bomb; 32 concurrent clients, a fixed req
 against `python -m colorjax.serve` in a subprocess with a small admission limit.
 """
 
+import pytest
+
 from tests.helpers import launch
 from tests.helpers import serve_load_module
+
+pytestmark = pytest.mark.slow  # End to end: real processes (tests/end_to_end/).
 
 MAX_ACTIVE, MAX_WAITING = 2, 4
 

@@ -15,6 +15,8 @@ from colorjax.data import splits
 from tests.helpers import REPO_ROOT
 from tests.helpers.launch import cpu_env
 
+pytestmark = pytest.mark.slow  # End to end: real processes (tests/end_to_end/).
+
 
 def run(module: str, *args: str, devices: int = 1) -> subprocess.CompletedProcess:
   return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO_ROOT,
