@@ -1,4 +1,5 @@
-"""Tests for colorjax.color.decode: from logits over the ab bins to ab (mode, mean, annealed mean)."""
+"""Tests for colorjax.color.decode: from logits over the ab bins to ab (mode, mean, annealed
+mean)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Tests for colorjax.color.rebalance: the colour prior over the ab bins and the rebalancing weights."""
+"""Tests for colorjax.color.rebalance: the colour prior over the ab bins and the rebalancing
+weights."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Tests for colorjax.color.soft_encoding: soft-encoding ab over the nearest bins, and the class-rebalanced
-cross-entropy."""
+"""Tests for colorjax.color.soft_encoding: soft-encoding ab over the nearest bins, and the
+class-rebalanced cross-entropy."""
 
 from __future__ import annotations
 
