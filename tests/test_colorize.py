@@ -16,6 +16,8 @@ from PIL import Image
 
 from colorjax import colorize
 
+pytestmark = pytest.mark.slow  # Every test uses a trained model (trained_tiny, hints_workdir).
+
 
 @pytest.fixture(scope="module")
 def workdir(trained_tiny):

@@ -25,6 +25,7 @@ def _table_rows(markdown: str) -> list[list[str]]:
   return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
 
 
+@pytest.mark.slow  # Trains two configs (~70 s).
 def test_compare_writes_table_and_grid_and_reuses_trained_runs(tmp_path):
   workdir, out = str(tmp_path / "runs"), str(tmp_path / "out")
   rows, facts = compare.compare(NAMES, tiny_config, _budget(), workdir, out,

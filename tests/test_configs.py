@@ -27,6 +27,7 @@ def _train(name, tmp_path, steps=3, **overrides):
   return config, train.train_and_evaluate(config, str(tmp_path))
 
 
+@pytest.mark.slow  # Trains every config (~20-40 s each).
 @pytest.mark.parametrize("name", CONFIGS)
 def test_config_trains_three_steps_with_finite_logged_losses(name, tmp_path):
   config, state = _train(name, tmp_path)
@@ -50,12 +51,14 @@ def test_every_config_file_has_a_docstring_with_its_command():
     assert f"--config=configs/{name}.py" in source, name
 
 
+@pytest.mark.slow  # Trains (~24 s).
 def test_wgan_critic_weights_stay_within_the_clip(tmp_path):
   _, state = _train("wgan", tmp_path)
   largest = max(float(np.abs(x).max()) for x in jax.tree.leaves(state.d.params))
   assert 0 < largest <= 0.01 + 1e-7
 
 
+@pytest.mark.slow  # Trains (~29 s).
 def test_n_critic_updates_the_critic_n_times_per_generator_update(tmp_path):
   config, state = _train("wgan_gp", tmp_path, steps=2)
   def adam_count(opt_state):

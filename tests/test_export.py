@@ -16,6 +16,8 @@ from colorjax import export
 from colorjax import inference
 from tests.helpers import REPO_ROOT, train_tiny
 
+pytestmark = pytest.mark.slow  # Every test uses a trained model and its exports (~20 s set-up).
+
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):

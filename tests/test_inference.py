@@ -32,6 +32,7 @@ def chroma(rgb: np.ndarray) -> np.ndarray:
   return np.hypot(ab[..., 0], ab[..., 1])
 
 
+@pytest.mark.slow  # A trained model (conftest's trained_tiny, ~40 s).
 def test_workdir_alone_rebuilds_the_model(workdir, colorizer):
   assert os.path.isfile(os.path.join(workdir, "config.json"))
   assert colorizer.step == 2 and colorizer.render_size == 16
@@ -39,6 +40,7 @@ def test_workdir_alone_rebuilds_the_model(workdir, colorizer):
     inference.Colorizer.from_workdir(workdir, step=7)
 
 
+@pytest.mark.slow  # A trained model.
 def test_any_size_keeps_shape_lightness_and_gets_colour(colorizer):
   photo = skimage.data.astronaut()[:301, :457]  # Odd sizes, 3:2-ish aspect.
   out = colorizer(photo)
@@ -49,6 +51,7 @@ def test_any_size_keeps_shape_lightness_and_gets_colour(colorizer):
   assert np.mean(chroma(out)) > 1.0  # A gray output would have chroma ~0.
 
 
+@pytest.mark.slow  # A trained model.
 def test_gray_16_bit_and_rgba_inputs(colorizer):
   photo = skimage.data.coffee()[:200, :260]
   gray8 = np.round(skimage.color.rgb2gray(photo) * 255).astype(np.uint8)
@@ -69,6 +72,7 @@ def test_gray_16_bit_and_rgba_inputs(colorizer):
   np.testing.assert_array_equal(out_rgba[..., 3], alpha)
 
 
+@pytest.mark.slow  # A trained model.
 def test_batch_matches_single_calls(colorizer):
   photos = [skimage.data.astronaut()[:120, :200], skimage.data.chelsea(), np.zeros((1, 1), np.uint8)]
   batched = colorizer.colorize_batch(photos)
@@ -78,6 +82,7 @@ def test_batch_matches_single_calls(colorizer):
     assert np.abs(got.astype(int) - single).max() <= 1
 
 
+@pytest.mark.slow  # A trained model.
 def test_bad_arrays_are_refused(colorizer):
   with pytest.raises(TypeError, match="uint8 or uint16"):
     colorizer(np.zeros((8, 8, 3), np.float32))
@@ -88,6 +93,7 @@ def test_bad_arrays_are_refused(colorizer):
 # ------------------------------------------------------------------------------------------
 # Hints (colorjax/color/hints.py), on the tiny hint recipe's checkpoint (hints_colorizer).
 # ------------------------------------------------------------------------------------------
+@pytest.mark.slow  # A trained hint model (~70 s).
 def test_no_hints_is_the_automatic_result_and_hints_change_it(hints_colorizer):
   photo = skimage.data.astronaut()[:150, :200]
   automatic = hints_colorizer(photo)
@@ -102,6 +108,7 @@ def test_no_hints_is_the_automatic_result_and_hints_change_it(hints_colorizer):
   assert np.abs(both[1].astype(int) - hinted).max() <= 1
 
 
+@pytest.mark.slow  # A trained hint model.
 def test_bad_hints_are_refused(hints_colorizer):
   photo = np.zeros((40, 60, 3), np.uint8)
   for hints_, message in [([(70, 5, (1, 2, 3))], "outside"), ([(5, 5, (256, 0, 0))], "0-255"),
@@ -119,6 +126,7 @@ def test_hint_colour_is_the_picked_colours_ab():
 # ------------------------------------------------------------------------------------------
 # The onnxruntime backend (the onnx extra), on every generator with random weights.
 # ------------------------------------------------------------------------------------------
+@pytest.mark.slow  # Every generator through ONNX Runtime (7-26 s each).
 @pytest.mark.parametrize("name", GENERATOR_CONFIGS)
 def test_onnxruntime_backend_matches_jax_on_every_kind_of_input(name):
   pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
@@ -141,6 +149,7 @@ def test_auto_backend_is_onnxruntime_on_the_cpu():
     inference.resolve_backend("tflite")
 
 
+@pytest.mark.slow  # Builds a random colorizer (~7 s).
 def test_inference_uses_xla_convolutions_unless_told():
   """im2col pays for CPU gradients only; a forward pass takes XLA's convolution."""
   assert inference.inference_conv("auto", ["cpu"]) == inference.inference_conv("auto") == "xla"

@@ -100,6 +100,7 @@ def test_a_primitive_without_a_rule_is_named():
 # Every generator, whole serving path.
 # ------------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # Every generator's serving graph (3-15 s each).
 @pytest.mark.parametrize("name", GENERATOR_CONFIGS)
 def test_serving_graph_matches_live_colorizer(name):
   colorizer = random_colorizer(name)

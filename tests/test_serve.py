@@ -17,6 +17,8 @@ from colorjax import inference
 from colorjax import serve
 from tests.helpers import chromium
 
+pytestmark = pytest.mark.slow  # A trained model behind the server; a browser.
+
 MAX_UPLOAD_MB = 1.0
 
 

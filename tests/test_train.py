@@ -25,6 +25,7 @@ from tests.helpers.classes import PHOTOS, labelled_config
 from tests.helpers.launch import read_scalars
 
 
+@pytest.mark.slow  # Trains (~26 s).
 def test_train_writes_checkpoints_events_samples_and_eval(tmp_path, tiny_lsgan_config):
   workdir = str(tmp_path)
   with tiny_lsgan_config.unlocked():
@@ -49,6 +50,7 @@ def test_train_writes_checkpoints_events_samples_and_eval(tmp_path, tiny_lsgan_c
     assert np.isfinite(record["raw_generator"][key])  # Reported beside the averaged weights.
 
 
+@pytest.mark.slow  # Trains three times (~74 s).
 def test_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path):
   config = tiny_config("lsgan")
   with config.unlocked():
@@ -73,6 +75,7 @@ def test_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path):
       np.testing.assert_allclose(got[tag][step], expected[tag][step], rtol=1e-5, err_msg=tag)
 
 
+@pytest.mark.slow  # Trains (~30 s).
 def test_eval_mode_restores_and_writes_metrics_json(tmp_path, tiny_lsgan_config):
   workdir = str(tmp_path)
   train.train_and_evaluate(tiny_lsgan_config, workdir)
@@ -83,6 +86,7 @@ def test_eval_mode_restores_and_writes_metrics_json(tmp_path, tiny_lsgan_config)
   assert record["model"]["psnr"] == pytest.approx(results["psnr"])
 
 
+@pytest.mark.slow  # Trains (~35 s).
 def test_eval_reports_fid_with_user_supplied_inception_weights(tmp_path, tiny_lsgan_config):
   from colorjax.evals import inception
   weights = str(tmp_path / "inception.npz")
@@ -112,6 +116,7 @@ def test_missing_tfds_dataset_names_dataset_dir_and_folder_option(tmp_path, tiny
   assert "cifar10" in message and str(tmp_path) in message and "folder" in message
 
 
+@pytest.mark.slow  # Trains (~27 s).
 def test_non_finite_loss_names_step_and_term_and_keeps_the_last_good_checkpoint(tmp_path):
   # Warm-up from 0 makes step 1 a no-op update (finite, checkpointed); step 2 then uses a
   # learning rate of 5e29 and overflows. Step 1's save is still in flight when step 2 fails.
@@ -144,6 +149,7 @@ def test_non_finite_loss_names_step_and_term_and_keeps_the_last_good_checkpoint(
 # ------------------------------------------------------------------------------------------
 # Image-level labels: Iizuka et al.'s auxiliary classification loss (conftest's class_root).
 # ------------------------------------------------------------------------------------------
+@pytest.mark.slow  # Trains 60 steps (~50 s).
 def test_fusion_learns_the_classes_with_the_auxiliary_loss(class_root, tmp_path):
   config = labelled_config(class_root)
   with config.unlocked():

@@ -23,6 +23,7 @@ def test_gamut_bins_are_the_rounded_cells_of_srgb(bins):
   assert len(gamut.gamut_bins(20)) < len(bins)
 
 
+@pytest.mark.slow  # ~4 s.
 def test_every_srgb_color_is_within_half_a_cell_diagonal_of_a_bin(bins):
   half_diagonal = GRID * np.sqrt(2) / 2
   tree = cKDTree(bins.astype(np.float64))

@@ -56,6 +56,7 @@ def test_mask_and_map_agree_and_each_hint_is_its_patch_mean():
         mean, (bottom - top, right - left, 2)), atol=1e-5)  # ...filled with its truth's mean.
 
 
+@pytest.mark.slow  # ~4 s.
 def test_fixed_counts_place_that_many_patches():
   truth = _truth(batch=8, size=64)
   cfg = hints.HintConfig(min_patch=1, max_patch=1)  # 1 px patches: overlaps are rare.

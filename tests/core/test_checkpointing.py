@@ -28,6 +28,8 @@ from tests.helpers import launch
 from tests.helpers.checkpoints import (STEPS, abstract_state, checkpoint_steps, copy_workdir,
                                        error_line, fault_config, truncate_data_files)
 
+pytestmark = pytest.mark.slow  # Every test uses conftest's trained workdir (6 steps, ~20-90 s).
+
 
 def test_damaged_latest_checkpoint_readers_skip_it_and_the_trainer_moves_it_aside(
     trained, tmp_path, caplog):

@@ -142,6 +142,7 @@ def _as_set(batches: list[np.ndarray]) -> list[bytes]:
 # ------------------------------------------------------------------------------------------
 # Sources: prepared TFDS datasets and folders.
 # ------------------------------------------------------------------------------------------
+@pytest.mark.slow  # Trains (~28 s).
 def test_prepared_dataset_feeds_batches_and_training(prepared, tmp_path):
   data_dir, summary = prepared
   config = _config("test_photos", str(data_dir))
@@ -261,7 +262,7 @@ def test_two_processes_read_disjoint_shards_that_cover_the_split(square_root, mo
 # ------------------------------------------------------------------------------------------
 # Checkpointing the iterator.
 # ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("num_workers", [0, 2])
+@pytest.mark.parametrize("num_workers", [0, pytest.param(2, marks=pytest.mark.slow)])  # 2: ~7 s.
 def test_restored_iterator_continues_with_the_next_batch(prepared, tmp_path, num_workers):
   data_dir, _ = prepared
   config = _config("test_photos", str(data_dir), num_workers=num_workers)
@@ -468,6 +469,7 @@ def test_odd_jpegs_take_the_general_reader(tmp_path):
   assert out["image"].shape == (32, 32, 3) and out["image"].std() > 10
 
 
+@pytest.mark.slow  # Trains twice on large PNGs (~95 s).
 def test_input_wait_share_tells_slow_input_from_a_slow_step(tmp_path):
   """The trainer's `input_wait_share` (TensorBoard; the console line shows it too): near 1 when
   every batch waits for decoding (large PNGs: zlib, no DCT scaling), low when batches come

@@ -17,6 +17,8 @@ from colorjax.training import run_setup
 from colorjax.training import steps
 from tests.helpers import REPO_ROOT, tiny_config
 
+pytestmark = pytest.mark.slow  # Builds and evaluates a model (~19 s).
+
 
 @pytest.fixture
 def mean_chroma_type():

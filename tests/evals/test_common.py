@@ -38,6 +38,7 @@ def test_cadences_default_to_the_top_level_keys(tiny_lsgan_config):
     common.check_config(config)
 
 
+@pytest.mark.slow  # Trains.
 def test_each_evaluator_runs_on_its_own_cadence_and_all_at_the_last_step(tmp_path):
   config = tiny_config("lsgan")
   with config.unlocked():

@@ -14,6 +14,8 @@ from skimage import data
 from colorjax.evals import frechet
 from colorjax.evals import inception
 
+pytestmark = pytest.mark.slow  # The evaluator on a built model, in 1 and 2 processes (~30 s each).
+
 NUM_EVAL_PHOTOS = 10  # Two eval batches of 8: the second has 6 padded rows, which must not count.
 
 

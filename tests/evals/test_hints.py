@@ -15,6 +15,8 @@ from colorjax import train
 from colorjax.training import builders
 from tests.helpers import tiny_config
 
+pytestmark = pytest.mark.slow  # A trained hint model; every objective trained with hints.
+
 
 def test_eval_json_scores_each_hint_count(hints_workdir):
   record = json.load(open(f"{hints_workdir}/eval/latest.json"))

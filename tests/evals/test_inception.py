@@ -65,6 +65,7 @@ def test_convert_torch_state_dict(weights_file):
     inception.convert_torch_state_dict({**state, "Mixed_5b.extra.weight": np.zeros(3)})
 
 
+@pytest.mark.slow  # Inception-v3 on 8 photos (~6 s).
 def test_fid_of_random_network(weights_file):
   """Features of a reloaded random network: FID(x, x) = 0 and FID(photos, their gray) > 0."""
   module, params = inception.load_inception(weights_file[0])

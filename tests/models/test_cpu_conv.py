@@ -10,6 +10,8 @@ import pytest
 
 from colorjax.models import cpu_conv
 
+pytestmark = pytest.mark.slow  # Each case compiles convolutions and 2 orders of gradients (3-6 s).
+
 DN = ("NHWC", "HWIO", "NHWC")
 
 # (input size, kernel, stride, padding, dilation, C_in, C_out): the models' convolutions, the

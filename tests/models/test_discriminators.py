@@ -9,6 +9,8 @@ from colorjax.models import build_discriminator
 from colorjax.training import objectives
 from tests.helpers.models import init_and_train_apply, key, random_lightness
 
+pytestmark = pytest.mark.slow  # Each test compiles a discriminator's init and train step (3-7 s).
+
 
 def _pair(size, batch=2):
   ab = jax.random.uniform(key(5), (batch, size, size, 2), minval=-1, maxval=1)

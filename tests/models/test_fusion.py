@@ -64,6 +64,7 @@ def _photo_batch(size=32):
   return uint8_to_model_inputs(jnp.asarray(np.stack(small)))
 
 
+@pytest.mark.slow  # ~13 s.
 def test_fusion_attention_adam_steps_lower_l1_on_photos():
   l, ab = _photo_batch()
   model = GENERATORS.get("fusion_attention")(width=8)

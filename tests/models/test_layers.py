@@ -67,6 +67,7 @@ def _compare(build, *inputs, train=False):
   _assert_close(outputs["xla"], outputs["im2col"])
 
 
+@pytest.mark.slow  # 3-10 s per generator.
 @pytest.mark.parametrize("name", sorted(GENERATORS))
 def test_generators_have_the_same_parameters_and_outputs_under_both(name):
   kwargs, size = GENERATORS[name]
@@ -75,6 +76,7 @@ def test_generators_have_the_same_parameters_and_outputs_under_both(name):
   _compare(lambda impl: build_generator(registered, kwargs, jnp.float32, conv=impl), l)
 
 
+@pytest.mark.slow  # 2-6 s per discriminator.
 @pytest.mark.parametrize("name", sorted(DISCRIMINATORS))
 def test_discriminators_have_the_same_parameters_and_outputs_under_both(name):
   l = jax.random.uniform(key(0), (2, 16, 16, 1), minval=-1, maxval=1)
@@ -154,6 +156,7 @@ def test_norm_by_name():
     layers.Norm("group").init(key(0), x, train=False)
 
 
+@pytest.mark.slow  # ~8 s in all.
 @pytest.mark.parametrize("kernel,strides,padding,dilation", [
     ((4, 4), (2, 2), ((1, 1), (1, 1)), (1, 1)), ((3, 3), (1, 1), "SAME", (1, 1)),
     ((4, 4), (2, 2), "SAME", (1, 1)), ((3, 3), (1, 1), "SAME", (2, 2)),
@@ -174,6 +177,7 @@ def test_im2col_conv_equals_xla_conv_with_gradients(kernel, strides, padding, di
                jax.grad(loss(reference), argnums=(0, 1))(variables, x))
 
 
+@pytest.mark.slow  # ~4 s in all.
 @pytest.mark.parametrize("conv", layers.CONV_IMPLS)
 def test_sub_pixel_transposed_conv_equals_flax_conv_transpose_with_gradients(conv):
   from colorjax.models.layers import ConvTranspose2x

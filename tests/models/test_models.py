@@ -23,6 +23,7 @@ def test_new_models_are_registered():
   assert {"global", "ebgan_ae"} <= set(DISCRIMINATORS.names())
 
 
+@pytest.mark.slow  # 3-10 s per case.
 @pytest.mark.parametrize("name", sorted(GENERATOR_KWARGS))
 @pytest.mark.parametrize("size", [32, 64])
 def test_generator_returns_bounded_ab_of_input_size(name, size):

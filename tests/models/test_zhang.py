@@ -36,6 +36,7 @@ def model_and_variables(bins):
   return model, variables
 
 
+@pytest.mark.slow  # 4-7 s per size.
 @pytest.mark.parametrize("size", [32, 64])
 def test_output_shapes(model_and_variables, size):
   model, variables = model_and_variables
@@ -63,6 +64,7 @@ def test_paper_widths_and_bfloat16():
   assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(params))
 
 
+@pytest.mark.slow  # ~21 s.
 def test_a_few_adam_steps_lower_the_rebalanced_loss_onskimage_photos(model_and_variables, bins):
   photos = skimage_photos(32)
   prior = rebalance.estimate_prior([photos], bins)

@@ -6,6 +6,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from colorjax import train
 from colorjax.color import rebalance
@@ -14,6 +15,7 @@ from tests.helpers import tiny_config
 from tests.helpers.launch import read_scalars
 
 
+@pytest.mark.slow  # Trains (~27 s).
 def test_colorful_trains_with_prior_and_reports_rebalanced_auc(tmp_path):
   config = tiny_config("colorful")
   with config.unlocked():

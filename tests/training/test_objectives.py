@@ -154,6 +154,7 @@ def test_gradient_penalty_of_linear_critic_is_independent_of_interpolation():
   assert float(penalty) == pytest.approx((0.25 * math.sqrt(32) - 1) ** 2, rel=1e-5)
 
 
+@pytest.mark.slow  # ~3 s.
 def test_gradient_penalty_trains_a_real_critic():
   disc = build_discriminator("global", {"width": 4, "num_downsamples": 1, "norm": "layer"},
                              jnp.float32)

@@ -26,6 +26,7 @@ def _first_step(dtype: str, batch: np.ndarray):
   return step(state, {"image": jax.device_put(batch, NamedSharding(mesh, P("data")))})
 
 
+@pytest.mark.slow  # Two train steps compiled (~30-50 s).
 def test_bfloat16_computes_in_bf16_keeps_float32_state_and_close_losses():
   batch = photo_batch()  # Crops of a real photo (astronaut), 16 px.
   state_32, metrics_32 = _first_step("float32", batch)
@@ -56,6 +57,7 @@ def _run_step_on(devices, config, batch):
   return jax.device_get(metrics), jax.device_get(state.g.params)
 
 
+@pytest.mark.slow  # Two train steps compiled (~40-50 s).
 def test_eight_devices_match_one_device(tiny_lsgan_config):
   assert jax.device_count() == 8, "conftest sets 8 simulated CPU devices"
   batch = photo_batch()

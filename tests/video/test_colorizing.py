@@ -15,6 +15,8 @@ from colorjax import video
 from tests.helpers import video_clips
 from tests.helpers import tiny_config
 
+pytestmark = pytest.mark.slow  # Every test uses a model trained for 120 steps (~25 s set-up).
+
 W, H, N = 192, 108, 20  # Test clips: 16:9, 20 frames at 25 fps.
 
 
