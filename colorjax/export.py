@@ -25,7 +25,7 @@ Files written in --out:
   * `model.stablehlo`: `jax.export` serialization; `load_stablehlo(path)` runs it with jax only.
   * `signature.json`: the signature above, the render size, the checkpoint step, platforms.
   * `model.onnx`: ONNX (opset 18) of the same function (input "rgb", output "colorized"),
-    written by `colorjax.onnx_export` from its jaxpr; runs in ONNX Runtime (CPU, CUDA,
+    written by `colorjax.onnx.convert` from its jaxpr; runs in ONNX Runtime (CPU, CUDA,
     TensorRT, the web and mobile builds) with no Python at all. Needs the `onnx` extra to
     write; without it, --format=all skips it.
   * `savedmodel/`: TF SavedModel from `jax2tf` with a `serving_default` signature
@@ -194,7 +194,7 @@ def onnx_serving(colorizer: Any) -> Any:
   Convolutions are XLA's (`conv="xla"`): they become ONNX Conv nodes, which every runtime
   optimises; im2col's patch matrices would be a slower graph of slices and a MatMul.
   """
-  from colorjax import onnx_export  # pylint: disable=g-import-not-at-top
+  from colorjax.onnx import convert  # pylint: disable=g-import-not-at-top
   colorizer = colorizer.with_conv("xla")
   if getattr(colorizer, "takes_hints", False):  # Zhang et al. 2017's hint map and mask too.
     function, names = hint_serving_function(colorizer), [ONNX_INPUT, "hint_ab", "hint_mask"]
@@ -205,8 +205,8 @@ def onnx_serving(colorizer: Any) -> Any:
     function, names = serving_function(colorizer), [ONNX_INPUT]
     doc = ("colorize(rgb) -> rgb: uint8 sRGB photos in, the input's L with the model's ab out "
            "(colorjax.export)")
-  model = onnx_export.to_onnx(function, *_input_specs(colorizer), input_names=names,
-                              output_names=[ONNX_OUTPUT], doc=doc)
+  model = convert.to_onnx(function, *_input_specs(colorizer), input_names=names,
+                          output_names=[ONNX_OUTPUT], doc=doc)
   return _onnx_metadata(model, colorizer)
 
 
@@ -215,7 +215,8 @@ def onnx_generator(colorizer: Any) -> Any:
   (b, R, R, C) -> "ab_norm" (b, R, R, 2), R the render size, b dynamic (the onnxruntime
   backend of `inference.Colorizer`). C is 1, or 4 for a model trained with hints: L, the hint
   ab and the hint mask (`color.hints.generator_input`)."""
-  from colorjax import inference, onnx_export  # pylint: disable=g-import-not-at-top
+  from colorjax import inference  # pylint: disable=g-import-not-at-top
+  from colorjax.onnx import convert  # pylint: disable=g-import-not-at-top
   from colorjax.color import hints  # pylint: disable=g-import-not-at-top
   colorizer = colorizer.with_conv("xla")
   size, channels = colorizer.render_size, hints.input_channels(colorizer.config)
@@ -225,8 +226,8 @@ def onnx_generator(colorizer: Any) -> Any:
                                      l_norm)
   spec = jax.ShapeDtypeStruct(jax_export.symbolic_shape(f"b, {size}, {size}, {channels}"),
                               np.float32)
-  model = onnx_export.to_onnx(generator, spec, input_names=[GENERATOR_INPUT],
-                              output_names=[GENERATOR_OUTPUT])
+  model = convert.to_onnx(generator, spec, input_names=[GENERATOR_INPUT],
+                          output_names=[GENERATOR_OUTPUT])
   return _onnx_metadata(model, colorizer)
 
 

@@ -1,4 +1,4 @@
-"""The jaxpr -> ONNX converter (colorjax/onnx_export.py): its primitives, and every generator's
+"""The jaxpr -> ONNX converter (colorjax/onnx/): its primitives, and every generator's
 serving graph, with BatchNorm statistics that are not the identity, gives the live model's pixels.
 The onnxruntime backend of the Colorizer: tests/test_inference.py."""
 
@@ -12,7 +12,7 @@ onnx = pytest.importorskip("onnx", reason="the ONNX tests need the onnx extra")
 ort = pytest.importorskip("onnxruntime", reason="the ONNX tests need the onnx extra")
 
 from colorjax import export  # noqa: E402
-from colorjax import onnx_export  # noqa: E402
+from colorjax.onnx import convert  # noqa: E402
 from tests.helpers import GENERATOR_CONFIGS, random_colorizer  # noqa: E402
 
 
@@ -48,7 +48,7 @@ def test_transposed_convolution_becomes_conv_transpose(kernel, strides, padding)
   def fn(x):
     return jax.lax.conv_transpose(x, weights, (strides, strides), padding,
                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  model = onnx_export.to_onnx(fn, spec("b, 7, 9, 3"), input_names=["x"])
+  model = convert.to_onnx(fn, spec("b, 7, 9, 3"), input_names=["x"])
   # Stride 1 dilates nothing: a plain convolution.
   assert ("ConvTranspose" in {n.op_type for n in model.graph.node}) == (strides > 1)
   x = np.random.default_rng(1).normal(size=(2, 7, 9, 3)).astype(np.float32)
@@ -62,7 +62,7 @@ def test_symbolic_dimensions_reshapes_and_reductions():
     ramp = jnp.arange(x.shape[1], dtype=jnp.float32)[None, :, None]
     pairs = x.reshape(x.shape[0], x.shape[1] * 3, 2)
     return flat.sum(axis=1), x - mean + ramp, pairs[:, ::2] * 2.0
-  model = onnx_export.to_onnx(fn, spec("b, h, 6"), input_names=["x"])
+  model = convert.to_onnx(fn, spec("b, h, 6"), input_names=["x"])
   for shape in [(1, 4, 6), (3, 11, 6)]:
     x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
     for got, want in zip(run(model, x), fn(x)):
@@ -74,7 +74,7 @@ def test_attention_einsums_and_softmax():
     return jax.nn.softmax(jnp.einsum("bqc,bkc->bqk", q, k), axis=-1) @ k
   q = np.random.default_rng(0).normal(size=(2, 5, 4)).astype(np.float32)
   k = np.random.default_rng(1).normal(size=(2, 7, 4)).astype(np.float32)
-  model = onnx_export.to_onnx(fn, *specs("b, 5, 4", "b, 7, 4"), input_names=["q", "k"])
+  model = convert.to_onnx(fn, *specs("b, 5, 4", "b, 7, 4"), input_names=["q", "k"])
   np.testing.assert_allclose(run(model, q, k)[0], fn(q, k), rtol=1e-5, atol=1e-5)
 
 
@@ -85,7 +85,7 @@ def test_indexing_padding_rounding_and_activations():
             jnp.clip(x, -0.5, 0.5), jnp.argmax(x, axis=1), jnp.round(x * 3),
             jax.lax.round(x * 3, jax.lax.RoundingMethod.AWAY_FROM_ZERO), x ** 3,
             jax.nn.sigmoid(x), jax.nn.leaky_relu(x, 0.1), jax.nn.relu(x))
-  model = onnx_export.to_onnx(fn, spec("b, 5"), input_names=["x"])
+  model = convert.to_onnx(fn, spec("b, 5"), input_names=["x"])
   x = np.array([[0.5, -1.5, 2.5, 0.2, -0.7], [1.5, -0.5, 0.1, 3.0, -2.5]], np.float32)
   for got, want in zip(run(model, x), fn(x)):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
@@ -93,7 +93,7 @@ def test_indexing_padding_rounding_and_activations():
 
 def test_a_primitive_without_a_rule_is_named():
   with pytest.raises(NotImplementedError, match="cumsum"):
-    onnx_export.to_onnx(lambda x: jnp.cumsum(x, axis=0), spec("4"), input_names=["x"])
+    convert.to_onnx(lambda x: jnp.cumsum(x, axis=0), spec("4"), input_names=["x"])
 
 
 # ------------------------------------------------------------------------------------------
