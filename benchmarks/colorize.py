@@ -10,11 +10,11 @@ the PyTorch peer's network) with random weights: they do not matter for latency.
 
 Generator table: normalised L (8, 256, 256, 1) -> ab, the call `Colorizer.predict_ab` makes,
 for JAX with XLA's convolutions, JAX with im2col (`model.conv`), ONNX Runtime (the in-memory
-ONNX export, `inference.OnnxRuntimeColorizer`) and, with --peer_python, the PyTorch peer's
-generator forward (`torch_pix2pix.py --inference`, same U-Net, its own process). Each round runs
-every backend once (a warm call, then the median of --steps calls), so every number comes from
-the same run; the table gives the median over rounds (robust to a shared machine's bursts) and
-the best round (the peer's side-by-side script's rule).
+ONNX export, `colorjax.onnx.runtime.OnnxRuntimeColorizer`) and, with --peer_python, the PyTorch
+peer's generator forward (`torch_pix2pix.py --inference`, same U-Net, its own process). Each
+round runs every backend once (a warm call, then the median of --steps calls), so every number
+comes from the same run; the table gives the median over rounds (robust to a shared machine's
+bursts) and the best round (the peer's side-by-side script's rule).
 
 Photo table: a real photo (scikit-image's astronaut) resized to 4:3 frames of 0.25, 1, 4 and 12
 MP, written as JPEG and colorized to PNG the way `python -m colorjax.colorize` does, per
@@ -77,8 +77,9 @@ def make_colorizers(args: argparse.Namespace) -> dict[str, Any]:
       colorizers["jax, XLA conv"] = base.with_conv("xla")
       colorizers["jax, im2col"] = base.with_conv("im2col")
     elif backend == "onnxruntime":
+      from colorjax.onnx import runtime  # pylint: disable=g-import-not-at-top
       start = time.perf_counter()
-      colorizers["onnxruntime"] = inference.OnnxRuntimeColorizer(
+      colorizers["onnxruntime"] = runtime.OnnxRuntimeColorizer(
           base.config, base.generator, base.decode, base.variables, base.step, base.render_size)
       print(f"onnxruntime: ONNX export and session in {time.perf_counter() - start:.1f} s")
     else:

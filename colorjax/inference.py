@@ -274,7 +274,10 @@ class Colorizer:
     generator, decode = builders.make_generator(config, inference_conv(conv))
     variables, step = restore_inference_variables(config, generator, workdir, step, weights)
     if resolve_backend(backend) == "onnxruntime":
-      cls = OnnxRuntimeColorizer
+      # (c) An import cycle: colorjax.onnx.runtime subclasses Colorizer, so it imports this
+      # module; (b) too: only this backend needs the onnx extra.
+      from colorjax.onnx import runtime  # pylint: disable=g-import-not-at-top
+      cls = runtime.OnnxRuntimeColorizer
     return cls(config, generator, decode, variables, step, render_size, batch_size)
 
   def with_conv(self, conv: str, platforms: Sequence[str] | None = None) -> "Colorizer":
@@ -344,7 +347,7 @@ class Colorizer:
 
 
 # ------------------------------------------------------------------------------------------
-# ONNX Runtime as the generator's backend on the CPU.
+# The generator's backend: JAX, or ONNX Runtime on the CPU (`colorjax.onnx.runtime`).
 # ------------------------------------------------------------------------------------------
 BACKENDS = ("auto", "jax", "onnxruntime")
 
@@ -370,36 +373,3 @@ def resolve_backend(choice: str) -> str:
   cpu = jax.default_backend() == "cpu"
   return "onnxruntime" if cpu and onnxruntime_available() else "jax"
 
-
-class OnnxRuntimeColorizer(Colorizer):
-  """A `Colorizer` whose generator (and its decoding to ab) runs in ONNX Runtime on the CPU.
-
-  The generator is exported to ONNX in memory (`export.onnx_generator`: the same graph the ONNX
-  export holds, weights as constants, any batch size); reading the photos, the resizes and the
-  Lab recombination stay the JAX functions above, so every input `Colorizer` takes (gray,
-  RGBA, uint16) gives the same output within one 8-bit level.
-  """
-
-  def __init__(self, *args: Any, **kwargs: Any):
-    if not onnxruntime_available():
-      from colorjax.core import errors  # pylint: disable=g-import-not-at-top
-      raise errors.UserError("the onnxruntime backend needs the onnx extra: "
-                             "pip install 'colorjax[onnx]'")
-    super().__init__(*args, **kwargs)
-    import onnxruntime  # pylint: disable=g-import-not-at-top
-    from colorjax import export  # pylint: disable=g-import-not-at-top
-    model = export.onnx_generator(self)
-    onnxruntime.set_default_logger_severity(3)  # Errors only: a library prints nothing unasked.
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
-    self._session = onnxruntime.InferenceSession(model.SerializeToString(), options,
-                                                 providers=["CPUExecutionProvider"])
-    self._input = export.GENERATOR_INPUT
-
-  def predict_ab(self, l_norm: np.ndarray) -> np.ndarray:
-    """Normalised L (B, R, R, 1), or with hint channels (B, R, R, 4), -> normalised ab
-    (B, R, R, 2), any B in one call."""
-    if self.takes_hints and l_norm.shape[-1] == 1:
-      l_norm = hints_lib.automatic_input(jnp.asarray(l_norm))
-    l_norm = np.asarray(l_norm, np.float32)
-    return self._session.run(None, {self._input: l_norm})[0]

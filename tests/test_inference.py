@@ -10,6 +10,7 @@ import skimage.color
 import skimage.data
 
 from colorjax import inference
+from colorjax.onnx import runtime
 from tests.helpers import GENERATOR_CONFIGS, odd_inputs, random_colorizer
 
 
@@ -131,8 +132,8 @@ def test_hint_colour_is_the_picked_colours_ab():
 def test_onnxruntime_backend_matches_jax_on_every_kind_of_input(name):
   pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
   colorizer = random_colorizer(name)
-  backend = inference.OnnxRuntimeColorizer(colorizer.config, colorizer.generator,
-                                           colorizer.decode, colorizer.variables, colorizer.step)
+  backend = runtime.OnnxRuntimeColorizer(colorizer.config, colorizer.generator,
+                                         colorizer.decode, colorizer.variables, colorizer.step)
   inputs = odd_inputs()
   for image, want, got in zip(inputs, colorizer.colorize_batch(inputs),
                               backend.colorize_batch(inputs)):
