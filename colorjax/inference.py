@@ -33,6 +33,7 @@ elementwise kernels that compile in a fraction of a second and run fused.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import os
 from typing import Any, Sequence
@@ -44,6 +45,7 @@ import numpy as np
 
 from colorjax.color import hints as hints_lib
 from colorjax.color import lab
+from colorjax.core import console
 
 PyTree = Any
 CONFIG_FILE = "config.json"
@@ -172,8 +174,12 @@ def restore_inference_variables(config: ml_collections.ConfigDict, generator: An
   """
   if weights not in WEIGHTS:
     raise ValueError(f"weights={weights!r}; valid: {', '.join(WEIGHTS)}")
-  from colorjax.core import checkpointing  # pylint: disable=g-import-not-at-top
-  from colorjax.training import builders  # pylint: disable=g-import-not-at-top
+  # (a) Orbax and the models load with the first model, not at import: checkpointing adds
+  # ~240 ms and builders (Flax) ~130 ms to `import colorjax.inference` (~650 ms without them).
+  # pylint: disable=g-import-not-at-top
+  from colorjax.core import checkpointing
+  from colorjax.training import builders
+  # pylint: enable=g-import-not-at-top
   device = jax.sharding.make_single_device_sharding(jax.local_devices()[0])
   abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
                           builders.abstract_generator_variables(config, generator))
@@ -181,7 +187,6 @@ def restore_inference_variables(config: ml_collections.ConfigDict, generator: An
     parts = {"ema": abstract}
   else:
     parts = {"g/params": abstract["params"], "g/batch_stats": abstract["batch_stats"]}
-  from colorjax.core import console  # pylint: disable=g-import-not-at-top
   # A library call prints nothing unasked: Orbax's notices that a read-only manager is read-only
   # go (only those; its real warnings and errors stay).
   with console.read_only_notices_hidden():
@@ -206,6 +211,7 @@ def inference_conv(choice: str, platforms: Sequence[str] | None = None) -> str:
   project's 2-core CPU (benchmarks/README.md, "CPU inference: JAX, ONNX Runtime, PyTorch"),
   9.3-9.7 against 6.5-7.0 images/s in issue 21's measurement.
   """
+  # (a) Flax: ~130 ms more for `import colorjax.inference` (~650 ms without it).
   from colorjax.models import layers  # pylint: disable=g-import-not-at-top
   return "xla" if choice == "auto" else layers.resolve_conv(choice, platforms)
 
@@ -267,8 +273,8 @@ class Colorizer:
         export run by ONNX Runtime on the CPU; needs the `onnx` extra) or "auto" (the faster of
         the two here, `resolve_backend`).
     """
-    # The models (Flax) load here, not at import: `import colorjax.inference` stays as light as
-    # the array functions above, which export and serve use before any model exists.
+    # (a) The models (Flax) load here, not at import: ~130 ms more for `import
+    # colorjax.inference`, whose array functions export and serve use before any model exists.
     from colorjax.training import builders  # pylint: disable=g-import-not-at-top
     config = load_config(workdir)
     generator, decode = builders.make_generator(config, inference_conv(conv))
@@ -354,7 +360,6 @@ BACKENDS = ("auto", "jax", "onnxruntime")
 
 def onnxruntime_available() -> bool:
   """Whether the `onnx` extra (onnx and onnxruntime) is installed."""
-  import importlib.util  # pylint: disable=g-import-not-at-top
   return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
 
 
