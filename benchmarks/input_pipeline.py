@@ -314,7 +314,7 @@ def _stored(dataset: str, data_dir: str, folder: str, side: int) -> dict[str, fl
   """Bytes per stored image and, for JPEG records, the median PSNR against the photo resized
   as `prepare` resizes it."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  from colorjax.data import prepare  # pylint: disable=g-import-not-at-top
+  from colorjax.data import prepare_chunks  # pylint: disable=g-import-not-at-top
   source = tfds.data_source(dataset, split="train", data_dir=data_dir,
                             decoders={"image": tfds.decode.SkipDecoding()})
   records = [source[i] for i in range(min(len(source), 200))]
@@ -322,7 +322,7 @@ def _stored(dataset: str, data_dir: str, folder: str, side: int) -> dict[str, fl
   for record in records:
     if record["image"].startswith(b"\xff\xd8"):
       path = os.path.join(folder, record["path"].decode())
-      expected = prepare.resize_to_max_side(images.read_image(path).rgb, 4 * side, side)
+      expected = prepare_chunks.resize_to_max_side(images.read_image(path).rgb, 4 * side, side)
       error = images.read_image(record["image"]).rgb.astype(np.float64) - expected
       psnrs.append(10 * np.log10(255 ** 2 / max(np.mean(error ** 2), 1e-10)))
   return {"kb": np.mean([len(r["image"]) for r in records]) / 1000,

@@ -15,6 +15,7 @@ from PIL import Image
 from colorjax.data import images
 from colorjax.data import pipeline
 from colorjax.data import prepare
+from colorjax.data import prepare_chunks
 from colorjax.data import sources
 from colorjax.data import splits
 from tests.helpers import REPO_ROOT
@@ -44,7 +45,7 @@ def test_summary_counts(photo_folder, prepared_photo_folder):
   assert {f["path"]: f["reason"] for f in summary["skipped_files"]} == skipped
   on_disk = json.loads((data_dir / "my_photos/1.0.0/prepare_summary.json").read_text())
   assert on_disk == summary
-  assert not (data_dir / prepare.WORK_FOLDER / "my_photos").exists()  # Cleaned up.
+  assert not (data_dir / prepare_chunks.WORK_FOLDER / "my_photos").exists()  # Cleaned up.
 
 
 def test_data_source_reads_dataset(photo_folder, prepared_photo_folder):
@@ -64,7 +65,7 @@ def test_data_source_reads_dataset(photo_folder, prepared_photo_folder):
   # file (measured 38.6-41.3 dB on these 128 px images).
   for rel in ("home/astronaut_0.jpg", "odd/rgba.png", "odd/cmyk.jpg", "odd/deep16.png"):
     decoded = images.read_image(root / rel)
-    expected = prepare.resize_to_max_side(
+    expected = prepare_chunks.resize_to_max_side(
         images.composite_on_white(decoded.rgb, decoded.alpha), MAX_SIDE)
     assert seen[rel].shape == expected.shape
     assert _psnr(seen[rel], expected) > 36, rel
@@ -107,11 +108,11 @@ def test_short_side_and_jpeg_records(photo_folder, tmp_path):
   """--short_side caps the shorter side (aspect kept, small images kept as they are); records
   are 4:4:4 JPEGs that the train transform crops through its JPEG path."""
   root, _, _ = photo_folder
-  assert prepare.resize_to_max_side(np.zeros((300, 600, 3), np.uint8), 512, 100).shape == (
+  assert prepare_chunks.resize_to_max_side(np.zeros((300, 600, 3), np.uint8), 512, 100).shape == (
       100, 200, 3)  # The shorter side binds before the longer.
-  assert prepare.resize_to_max_side(np.zeros((300, 600, 3), np.uint8), 400, 250).shape == (
+  assert prepare_chunks.resize_to_max_side(np.zeros((300, 600, 3), np.uint8), 400, 250).shape == (
       200, 400, 3)  # The longer side binds.
-  assert prepare.resize_to_max_side(np.zeros((50, 80, 3), np.uint8), 512, 64).shape == (
+  assert prepare_chunks.resize_to_max_side(np.zeros((50, 80, 3), np.uint8), 512, 64).shape == (
       50, 80, 3)  # Never enlarged.
   summary = prepare.prepare(root / "home", "short_photos", tmp_path, max_side=512, short_side=96,
                             validation_percent=0, workers=1, progress=False)
@@ -128,7 +129,7 @@ def test_short_side_and_jpeg_records(photo_folder, tmp_path):
   transform = pipeline.TrainTransform(64, 0.35, flip=True)
   for rel, encoded in stored.items():
     decoded = images.read_image(root / "home" / rel)
-    expected = prepare.resize_to_max_side(decoded.rgb, 512, 96)
+    expected = prepare_chunks.resize_to_max_side(decoded.rgb, 512, 96)
     assert min(expected.shape[:2]) == 96, rel  # These photos are larger: shrunk to 96.
     header = images.read_jpeg_header(encoded)
     assert header is not None and (header.height, header.width) == expected.shape[:2]
@@ -143,7 +144,7 @@ def test_png_format_is_lossless_and_keeps_earlier_datasets_current(photo_folder,
   """--image_format=png stores the resized pixels exactly, and its chunk and source keys are
   those of datasets prepared before the format option existed."""
   root, _, _ = photo_folder
-  assert prepare.Options(image_format="png").key() == {
+  assert prepare_chunks.Options(image_format="png").key() == {
       "max_side": 512, "min_side": images.DEFAULT_MIN_SIDE,
       "max_pixels": images.DEFAULT_MAX_PIXELS}
   summary = prepare.prepare(root / "odd", "png_photos", tmp_path, max_side=MAX_SIDE,
@@ -155,7 +156,7 @@ def test_png_format_is_lossless_and_keeps_earlier_datasets_current(photo_folder,
   for rel, image in records.items():
     assert stored[rel].startswith(b"\x89PNG")
     decoded = images.read_image(root / "odd" / rel)
-    expected = prepare.resize_to_max_side(
+    expected = prepare_chunks.resize_to_max_side(
         images.composite_on_white(decoded.rgb, decoded.alpha), MAX_SIDE)
     np.testing.assert_array_equal(image, expected)
 

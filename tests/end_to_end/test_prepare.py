@@ -13,6 +13,7 @@ import pytest
 tf = pytest.importorskip("tensorflow", reason="prepare writes TFDS datasets with TF (tf extra)")
 
 from colorjax.data import prepare  # noqa: E402
+from colorjax.data import prepare_chunks  # noqa: E402
 from tests.helpers import REPO_ROOT  # noqa: E402
 from tests.helpers.photo_folder import MAX_SIDE, VALIDATION_PERCENT, read_split  # noqa: E402
 
@@ -25,7 +26,7 @@ def test_interrupted_run_resumes_and_matches(photo_folder, prepared_photo_folder
   root, _, _ = photo_folder
   clean_dir, clean_summary = prepared_photo_folder
   data_dir = tmp_path / "tfds"
-  work_dir = data_dir / prepare.WORK_FOLDER / "my_photos"
+  work_dir = data_dir / prepare_chunks.WORK_FOLDER / "my_photos"
   command = [sys.executable, "-m", "colorjax.prepare", f"--src={root}", "--name=my_photos",
              f"--data_dir={data_dir}", f"--max_side={MAX_SIDE}",
              f"--validation_percent={VALIDATION_PERCENT}", "--workers=1", "--chunk_size=2",
