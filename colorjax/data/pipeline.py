@@ -22,6 +22,7 @@ from PIL import Image
 
 from colorjax.core import distributed
 from colorjax.data import images
+from colorjax.data import jpeg
 from colorjax.data import sources
 
 
@@ -105,7 +106,7 @@ def jpeg_reduction(crop_side: int, size: int) -> int:
   return 1
 
 
-def random_resized_crop_jpeg(data: bytes, header: images.JpegHeader, size: int,
+def random_resized_crop_jpeg(data: bytes, header: jpeg.JpegHeader, size: int,
                              rng: np.random.Generator, min_scale: float,
                              flip: bool) -> np.ndarray | None:
   """`random_resized_crop` of a colour JPEG, or None for a grayscale photo.
@@ -115,7 +116,7 @@ def random_resized_crop_jpeg(data: bytes, header: images.JpegHeader, size: int,
   sample of the decoded image and nothing else reads pixels outside the crop.
   """
   top, left, crop_h, crop_w = sample_crop(header.height, header.width, rng, min_scale)
-  view = images.decode_jpeg_reduced(data, header, jpeg_reduction(min(crop_h, crop_w), size))
+  view = jpeg.decode_jpeg_reduced(data, header, jpeg_reduction(min(crop_h, crop_w), size))
   if images.channels_nearly_equal(view):  # A gray photo teaches the model gray; skip it.
     return None
   scale_y, scale_x = view.shape[0] / header.height, view.shape[1] / header.width
@@ -170,7 +171,7 @@ class TrainTransform(grain.transforms.RandomMap):
       if data is None:
         return None
       try:
-        header = images.read_jpeg_header(data)
+        header = jpeg.read_jpeg_header(data)
         if header is not None:  # The common case: a complete colour JPEG.
           return random_resized_crop_jpeg(data, header, self.size, rng, self.min_scale,
                                           self.flip)

@@ -24,6 +24,7 @@ from colorjax import train
 from colorjax.core import checkpointing
 from colorjax.core import summaries
 from colorjax.data import images
+from colorjax.data import jpeg
 from colorjax.data import pipeline, prepare, sources
 from tests.helpers import CIFAR10_DIR, tiny_config
 
@@ -424,11 +425,11 @@ def test_jpeg_decode_scale_follows_the_crop(imagenet_sized):
   assert [pipeline.jpeg_reduction(side, 64) for side in (63, 64, 127, 128, 256, 511, 512, 4096)
           ] == [1, 1, 1, 2, 4, 4, 8, 8]
   data_bytes = pathlib.Path(imagenet_sized[0]).read_bytes()
-  header = images.read_jpeg_header(data_bytes)
+  header = jpeg.read_jpeg_header(data_bytes)
   full = images.read_image(data_bytes).rgb
   assert (header.height, header.width) == full.shape[:2]
   for reduction in (1, 2, 4, 8):
-    view = images.decode_jpeg_reduced(data_bytes, header, reduction)
+    view = jpeg.decode_jpeg_reduced(data_bytes, header, reduction)
     # libjpeg's scaled size, and PIL's draft decode of the same scale, pixel for pixel.
     assert view.shape[:2] == (math.ceil(full.shape[0] / reduction),
                               math.ceil(full.shape[1] / reduction))
@@ -445,10 +446,10 @@ def test_jpeg_fast_path_applies_exif_orientation(orientation):
   buffer = io.BytesIO()
   stored.save(buffer, "JPEG", quality=95, exif=exif)
   data_bytes = buffer.getvalue()
-  header = images.read_jpeg_header(data_bytes)
+  header = jpeg.read_jpeg_header(data_bytes)
   upright = images.read_image(data_bytes).rgb  # PIL's exif_transpose.
   assert (header.height, header.width) == upright.shape[:2]
-  np.testing.assert_array_equal(images.decode_jpeg_reduced(data_bytes, header, 1), upright)
+  np.testing.assert_array_equal(jpeg.decode_jpeg_reduced(data_bytes, header, 1), upright)
 
 
 def test_odd_jpegs_take_the_general_reader(tmp_path):
@@ -463,7 +464,7 @@ def test_odd_jpegs_take_the_general_reader(tmp_path):
   transform = pipeline.TrainTransform(32, 0.35, flip=True)
   for name, usable in (("truncated", False), ("gray", False), ("cmyk", True)):
     path = str(tmp_path / f"{name}.jpg")
-    assert images.read_jpeg_header(pathlib.Path(path).read_bytes()) is None, name
+    assert jpeg.read_jpeg_header(pathlib.Path(path).read_bytes()) is None, name
     out = transform.random_map({"image": path}, np.random.default_rng(0))
     assert (out is not None) == usable, name
   assert out["image"].shape == (32, 32, 3) and out["image"].std() > 10

@@ -13,6 +13,7 @@ tf = pytest.importorskip("tensorflow", reason="prepare writes TFDS datasets with
 from PIL import Image
 
 from colorjax.data import images
+from colorjax.data import jpeg
 from colorjax.data import pipeline
 from colorjax.data import prepare
 from colorjax.data import prepare_chunks
@@ -131,7 +132,7 @@ def test_short_side_and_jpeg_records(photo_folder, tmp_path):
     decoded = images.read_image(root / "home" / rel)
     expected = prepare_chunks.resize_to_max_side(decoded.rgb, 512, 96)
     assert min(expected.shape[:2]) == 96, rel  # These photos are larger: shrunk to 96.
-    header = images.read_jpeg_header(encoded)
+    header = jpeg.read_jpeg_header(encoded)
     assert header is not None and (header.height, header.width) == expected.shape[:2]
     assert Image.open(io.BytesIO(encoded)).layer[1][1:3] == (1, 1)  # Chroma not subsampled.
     record = images.read_image(encoded).rgb
