@@ -45,6 +45,7 @@ import numpy as np
 
 from colorjax.color import hints as hints_lib
 from colorjax.color import lab
+from colorjax.core import checkpoint_trees
 from colorjax.core import console
 
 PyTree = Any
@@ -193,7 +194,7 @@ def restore_inference_variables(config: ml_collections.ConfigDict, generator: An
     manager = checkpointing.make_manager(workdir, config.max_checkpoints_to_keep, read_only=True)
     try:
       restored, chosen = checkpointing.restore_newest_loadable(
-          manager, checkpointing.Subtrees(parts), step=step)
+          manager, checkpoint_trees.Subtrees(parts), step=step)
     finally:
       manager.close()
   if weights == "averaged":

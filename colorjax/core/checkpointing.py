@@ -15,8 +15,9 @@ What can still go wrong, and what happens (docs/reliability.md):
   `CheckpointMismatchError` lists the missing, unexpected and reshaped keys.
 
 Readers that need only part of the state (colorize, serve, export and compare need the
-generator's averaged weights alone) pass `Subtrees`: Orbax then reads just those arrays, and
-the fit is checked on just those keys, so no optimizer or discriminator has to be built.
+generator's averaged weights alone) pass `checkpoint_trees.Subtrees`: Orbax then reads just those
+arrays, and the fit is checked on just those keys, so no optimizer or discriminator has to be
+built.
 * A full disk (or the file size limit) during an async save: `save` and `wait_until_finished`
   turn TensorStore's error into `DiskFullError`, naming the step and the space needed.
 """
@@ -24,26 +25,27 @@ the fit is checked on just those keys, so no optimizer or discriminator has to b
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import gc
 import json
 import os
 import re
 import sys
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterator
 
 from absl import logging
+from etils import epath
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 import orbax.checkpoint as ocp
 
 if TYPE_CHECKING:
   import grain  # Loaded where an iterator is saved or restored: readers never need it.
 
+from colorjax.core import checkpoint_trees
 from colorjax.core import diskspace
 
 DAMAGED_DIR = "checkpoints_damaged"
-_MAX_LISTED_KEYS = 6
 
 
 class CheckpointError(RuntimeError):
@@ -101,6 +103,8 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any,
   """
   items = {"state": ocp.args.StandardSave(state)}
   if data_iter is not None:
+    # (a) grain loads only where an iterator is saved or restored (the trainer): readers
+    # (Colorizer.from_workdir, eval) skip its ~75 ms.
     import grain  # pylint: disable=g-import-not-at-top
     items["data_iter"] = grain.checkpoint.CheckpointSave(_IteratorSnapshot(data_iter))
   with _disk_errors_explained(manager, step, state):
@@ -159,52 +163,14 @@ def _disk_full_message(manager: ocp.CheckpointManager, step: int | None, state: 
 # ------------------------------------------------------------------------------------------
 # Restoring: compatibility check, fallback past damaged steps.
 # ------------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class Subtrees:
-  """Parts of the saved state to restore alone, by path: {path: abstract subtree}.
-
-  For example {"ema": variables} (the generator's moving average) or
-  {"g/params": params, "g/batch_stats": stats} (its raw weights), each a tree of
-  ShapeDtypeStructs with shardings. Only these arrays are read; everything else in the
-  checkpoint (optimizer states, the discriminator) is skipped. Each part is checked whole: a
-  key missing under it, an extra one or a reshaped one is a `CheckpointMismatchError`.
-  Restoring returns {path: restored subtree} with the same paths.
-  """
-  parts: Mapping[str, Any]
-
-  def nested(self) -> dict[str, Any]:
-    """The parts as one nested dict in the saved state's layout ({"g": {"params": ...}})."""
-    tree: dict[str, Any] = {}
-    for path, subtree in self.parts.items():
-      *parents, last = path.split("/")
-      node = tree
-      for key in parents:
-        node = node.setdefault(key, {})
-      node[last] = subtree
-    return tree
-
-  def pick(self, nested: Mapping[str, Any]) -> dict[str, Any]:
-    """{path: subtree} out of a nested dict laid out like `nested()`."""
-    picked = {}
-    for path in self.parts:
-      node = nested
-      for key in path.split("/"):
-        node = node[key]
-      picked[path] = node
-    return picked
-
-  def covers(self, key: str) -> bool:
-    """Whether the flat key ("ema/params/down0/kernel") lies under one of the parts."""
-    return any(key == path or key.startswith(path + "/") for path in self.parts)
-
-
 def restore(manager: ocp.CheckpointManager, step: int, target: Any,
             data_iter: grain.DatasetIterator | None) -> Any:
   """The state at `step` (with the target's shardings); restores `data_iter` in place.
 
-  `target` is the whole state's abstract tree, or `Subtrees` (then {path: subtree} comes back).
+  `target` is the whole state's abstract tree, or `checkpoint_trees.Subtrees` (then {path:
+  subtree} comes back).
   """
-  if isinstance(target, Subtrees):
+  if isinstance(target, checkpoint_trees.Subtrees):
     # A partial restore: Orbax reads the arrays of `item` and leaves the rest on disk.
     item = target.nested()
     state_args = ocp.args.PyTreeRestore(
@@ -214,10 +180,10 @@ def restore(manager: ocp.CheckpointManager, step: int, target: Any,
     state_args = ocp.args.StandardRestore(target)
   items = {"state": state_args}
   if data_iter is not None:
-    import grain  # pylint: disable=g-import-not-at-top
+    import grain  # pylint: disable=g-import-not-at-top  (a): as in `save`.
     items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
   restored = manager.restore(step, args=ocp.args.Composite(**items)).state
-  return target.pick(restored) if isinstance(target, Subtrees) else restored
+  return target.pick(restored) if isinstance(target, checkpoint_trees.Subtrees) else restored
 
 
 def abstract_with_shardings(abstract_state: Any, shardings: Any) -> Any:
@@ -225,54 +191,10 @@ def abstract_with_shardings(abstract_state: Any, shardings: Any) -> Any:
                       abstract_state, shardings)
 
 
-def _key_name(key: Any) -> str:
-  for attr in ("key", "name", "idx"):
-    if hasattr(key, attr):
-      return str(getattr(key, attr))
-  return str(key)
-
-
-def flat_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
-  """{"g/params/down1/kernel": shape} of every array leaf.
-
-  Orbax names a leaf by its path's dict keys, attribute names and sequence indices, so the
-  paths of a TrainState and of the checkpoint's metadata tree are directly comparable.
-  """
-  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-  return {"/".join(_key_name(k) for k in path): tuple(leaf.shape)
-          for path, leaf in leaves if hasattr(leaf, "shape")}
-
-
-def tree_differences(saved: dict[str, tuple[int, ...]],
-                     expected: dict[str, tuple[int, ...]]) -> list[str]:
-  """Human-readable lists of missing, unexpected and wrong-shaped keys (empty if they match)."""
-  def listed(keys: Sequence[str], describe) -> str:
-    shown = [describe(k) for k in sorted(keys)[:_MAX_LISTED_KEYS]]
-    more = len(keys) - len(shown)
-    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
-
-  missing = [k for k in expected if k not in saved]
-  unexpected = [k for k in saved if k not in expected]
-  reshaped = [k for k in expected if k in saved and saved[k] != expected[k]]
-  parts = []
-  if missing:
-    parts.append(f"{len(missing)} missing from the checkpoint ("
-                 + listed(missing, lambda k: f"{k} {expected[k]}") + ")")
-  if unexpected:
-    parts.append(f"{len(unexpected)} unexpected in the checkpoint ("
-                 + listed(unexpected, lambda k: f"{k} {saved[k]}") + ")")
-  if reshaped:
-    parts.append(f"{len(reshaped)} of another shape ("
-                 + listed(reshaped, lambda k: f"{k}: checkpoint {saved[k]}, model {expected[k]}")
-                 + ")")
-  return parts
-
-
 def saved_shapes(step_dir: str) -> dict[str, tuple[int, ...]]:
   """The flat {key: shape} of the state saved in `step_dir`, from its metadata alone."""
-  from etils import epath  # pylint: disable=g-import-not-at-top
   metadata = ocp.StandardCheckpointHandler().metadata(epath.Path(step_dir) / "state")
-  return flat_shapes(metadata.tree)
+  return checkpoint_trees.flat_shapes(metadata.tree)
 
 
 def _one_line(error: BaseException, limit: int = 240) -> str:
@@ -334,8 +256,9 @@ def restore_newest_loadable(manager: ocp.CheckpointManager, abstract_state: Any,
 
   Args:
     manager: the workdir's CheckpointManager.
-    abstract_state: the state's ShapeDtypeStructs, with shardings; or `Subtrees` to restore
-      (and check) only those parts, returned as {path: subtree}.
+    abstract_state: the state's ShapeDtypeStructs, with shardings; or
+      `checkpoint_trees.Subtrees` to restore (and check) only those parts, returned as
+      {path: subtree}.
     data_iter: restored in place alongside the state (trainer only).
     step: restore exactly this step (no fallback); None for the newest that loads.
     move_damaged: move steps that failed to `<workdir>/checkpoints_damaged/` once an older
@@ -346,7 +269,7 @@ def restore_newest_loadable(manager: ocp.CheckpointManager, abstract_state: Any,
   Raises:
     NoUsableCheckpointError: no checkpoint, the given step is absent, or nothing restores.
     CheckpointMismatchError: the checkpoint's tree differs from `abstract_state` (for
-      `Subtrees`: differs under one of its paths).
+      `checkpoint_trees.Subtrees`: differs under one of its paths).
   """
   directory = os.fspath(manager.directory)
   available = sorted(manager.all_steps(), reverse=True)
@@ -355,15 +278,15 @@ def restore_newest_loadable(manager: ocp.CheckpointManager, abstract_state: Any,
                                   f"(have: {sorted(available)})")
   if not available:
     raise NoUsableCheckpointError(f"no checkpoint in {directory}")
-  partial = isinstance(abstract_state, Subtrees)
-  expected = flat_shapes(abstract_state.nested() if partial else abstract_state)
+  partial = isinstance(abstract_state, checkpoint_trees.Subtrees)
+  expected = checkpoint_trees.flat_shapes(abstract_state.nested() if partial else abstract_state)
   damaged: list[tuple[int, str]] = []
   for candidate in [step] if step is not None else available:
     try:
       saved = saved_shapes(os.path.join(directory, str(candidate)))
       if partial:  # Only the restored parts must fit; the rest is never read.
         saved = {k: v for k, v in saved.items() if abstract_state.covers(k)}
-      differences = tree_differences(saved, expected)
+      differences = checkpoint_trees.tree_differences(saved, expected)
     except Exception as e:  # pylint: disable=broad-except
       differences, cause = None, _one_line(e)  # Unreadable metadata: a damaged step.
     else:
@@ -404,6 +327,5 @@ def _after_fallback(manager: ocp.CheckpointManager, damaged: list[tuple[int, str
       logging.warning("moved damaged checkpoint step %d to %s (kept, not deleted); resuming "
                       "from step %d", bad, _move_aside(manager, bad), restored)
   if jax.process_count() > 1:
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     multihost_utils.sync_global_devices("colorjax_moved_damaged_checkpoints")
   manager.reload()  # Orbax caches the step list: forget the moved steps.
