@@ -27,11 +27,8 @@ while they wait for a slot, and any request beyond those gets 503 with Retry-Aft
 the peak is about max_active x (a --max_pixels image's working set) + (max_active +
 max_waiting) x --max_upload_mb. --max_pixels defaults lower than the colorize command's: a
 server's memory is shared by every visitor. benchmarks/serve_load.py measures it. Threads are
-bounded too: at most --max_connections connections are open (`serving.limits.Connections`), so
-clients that connect and send slowly or nothing cannot grow threads without limit.
-
-The parts are in `colorjax.serving`: `app` (what each endpoint answers), `limits` (`Admission`,
-`Connections`) and `handler` (HTTP); `make_server` here puts them together.
+bounded too: at most --max_connections connections are open (`Connections`), so clients that
+connect and send slowly or nothing cannot grow threads without limit.
 """
 
 from __future__ import annotations
@@ -93,7 +90,11 @@ def make_server(colorizer: Any, host: str, port: int, max_upload_mb: float = 20.
                 max_pixels: int = DEFAULT_MAX_PIXELS, max_active: int = 2,
                 max_waiting: int = 8, wait_timeout_s: float = 60.0, max_connections: int = 64,
                 read_timeout_s: float = 10.0) -> Server:
-  """A threaded HTTP server for `colorizer` (port 0 picks a free port: see server_address)."""
+  """A threaded HTTP server for `colorizer` (port 0 picks a free port: see server_address).
+
+  Its parts are colorjax.serving's: what each endpoint answers (`app.App`), the load bounds
+  (`limits.Admission`, `limits.Connections`) and HTTP (`handler.Handler`, `handler.Server`).
+  """
   app = App(colorizer, int(max_upload_mb * 2 ** 20), max_pixels,
             Admission(max_active, max_waiting, wait_timeout_s))
   handler = type("BoundHandler", (Handler,), {"app": app, "timeout": read_timeout_s})
