@@ -32,8 +32,9 @@ Files written in --out:
     (input "rgb", output "output_0"), loadable with `tf.saved_model.load`. Needs TensorFlow
     (the `tf` extra); without it, --format=all writes the StableHLO files alone.
 
-This module imports only jax, numpy, absl's flags and the standard library at the top, so that
-`load_stablehlo` works in a process that has no colorjax model code loaded.
+This module imports jax, numpy, absl's flags, the standard library and light colorjax modules
+(no model code, not `colorjax.inference`) at the top, so that `load_stablehlo` works in a process
+that has no colorjax model code loaded.
 
 Hints: the ONNX graph is the jaxpr of `serving_function`, so a serving function that takes
 more inputs (e.g. user colour hints) gets them as further ONNX inputs once `onnx_serving`
@@ -43,6 +44,7 @@ passes their specs and names.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import sys
@@ -51,11 +53,18 @@ from typing import Any, Callable, Iterator, Sequence
 from absl import flags
 import jax
 from jax import export as jax_export
+from jax._src import xla_bridge
+from jax._src.export import _export as export_internals
+from jax._src.lib import _jax
+from jaxlib.mlir.dialects import stablehlo
 import numpy as np
 
+from colorjax.color import hints
 from colorjax.core import cli
+from colorjax.core import console
 from colorjax.core import errors
 from colorjax.core import files
+from colorjax.core import tf_utils
 
 STABLEHLO_FILE = "model.stablehlo"
 SIGNATURE_FILE = "signature.json"
@@ -69,13 +78,14 @@ ONNX_INSTALL_HINT = "pip install 'colorjax[onnx]'"
 
 def serving_function(colorizer: Any) -> Callable[[jax.Array], jax.Array]:
   """uint8 RGB (b, h, w, 3) -> colorized uint8 RGB (b, h, w, 3), weights closed over."""
+  # (a) Not at the top, a tested promise (test_stablehlo_loads_without_colorjax_model_code):
+  # a process that only calls load_stablehlo never loads colorjax.inference (~35 ms).
   from colorjax import inference  # pylint: disable=g-import-not-at-top
   render_size, variables = colorizer.render_size, colorizer.variables
 
   def colorize(rgb: jax.Array) -> jax.Array:
     l_full, l_render = inference.prepare(rgb, render_size)
     if getattr(colorizer, "takes_hints", False):  # A hint model, run without hints.
-      from colorjax.color import hints  # pylint: disable=g-import-not-at-top
       l_render = hints.automatic_input(l_render)
     ab = inference.apply_generator(colorizer.generator, colorizer.decode, variables, l_render)
     return inference.finish(rgb, l_full, ab)
@@ -85,8 +95,7 @@ def serving_function(colorizer: Any) -> Callable[[jax.Array], jax.Array]:
 def hint_serving_function(colorizer: Any) -> Callable[..., jax.Array]:
   """`serving_function` of a hint model: (rgb, hint_ab (b, R, R, 2), hint_mask (b, R, R, 1))
   -> colorized uint8 RGB (b, h, w, 3)."""
-  from colorjax import inference  # pylint: disable=g-import-not-at-top
-  from colorjax.color import hints  # pylint: disable=g-import-not-at-top
+  from colorjax import inference  # pylint: disable=g-import-not-at-top  (a): serving_function.
   render_size, variables = colorizer.render_size, colorizer.variables
 
   def colorize(rgb: jax.Array, hint_ab: jax.Array, hint_mask: jax.Array) -> jax.Array:
@@ -174,12 +183,11 @@ def load_stablehlo(path: str) -> Callable[[np.ndarray], jax.Array]:
 
 
 def onnx_available() -> bool:
-  import importlib.util  # pylint: disable=g-import-not-at-top
   return importlib.util.find_spec("onnx") is not None
 
 
 def _onnx_metadata(model: Any, colorizer: Any) -> Any:
-  import onnx  # pylint: disable=g-import-not-at-top
+  import onnx  # pylint: disable=g-import-not-at-top  (b): the onnx extra.
   onnx.helper.set_model_props(model, {
       "render_size": str(colorizer.render_size), "step": str(colorizer.step),
       "generator": str(colorizer.config.model.generator)})
@@ -194,7 +202,7 @@ def onnx_serving(colorizer: Any) -> Any:
   Convolutions are XLA's (`conv="xla"`): they become ONNX Conv nodes, which every runtime
   optimises; im2col's patch matrices would be a slower graph of slices and a MatMul.
   """
-  from colorjax.onnx import convert  # pylint: disable=g-import-not-at-top
+  from colorjax.onnx import convert  # pylint: disable=g-import-not-at-top  (b): onnx extra.
   colorizer = colorizer.with_conv("xla")
   if getattr(colorizer, "takes_hints", False):  # Zhang et al. 2017's hint map and mask too.
     function, names = hint_serving_function(colorizer), [ONNX_INPUT, "hint_ab", "hint_mask"]
@@ -215,9 +223,8 @@ def onnx_generator(colorizer: Any) -> Any:
   (b, R, R, C) -> "ab_norm" (b, R, R, 2), R the render size, b dynamic (the onnxruntime
   backend of `inference.Colorizer`). C is 1, or 4 for a model trained with hints: L, the hint
   ab and the hint mask (`color.hints.generator_input`)."""
-  from colorjax import inference  # pylint: disable=g-import-not-at-top
-  from colorjax.onnx import convert  # pylint: disable=g-import-not-at-top
-  from colorjax.color import hints  # pylint: disable=g-import-not-at-top
+  from colorjax import inference  # pylint: disable=g-import-not-at-top  (a): serving_function.
+  from colorjax.onnx import convert  # pylint: disable=g-import-not-at-top  (b): onnx extra.
   colorizer = colorizer.with_conv("xla")
   size, channels = colorizer.render_size, hints.input_channels(colorizer.config)
 
@@ -249,12 +256,10 @@ def _stablehlo_readable_by_tensorflow() -> Iterator[None]:
   while the SavedModel is traced, jax's serializer (a private function: `jax._src.export.
   _export._module_to_bytecode`, checked for at run time) targets the smaller of the two.
   """
-  from jax._src.export import _export as export_internals  # pylint: disable=g-import-not-at-top
-  from jax._src.lib import _jax  # pylint: disable=g-import-not-at-top
-  from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
-  from jaxlib.mlir.dialects import stablehlo  # pylint: disable=g-import-not-at-top
   try:
-    from tensorflow.compiler.mlir.stablehlo import stablehlo as tf_stablehlo  # pylint: disable=g-import-not-at-top
+    # (b) TensorFlow, the `tf` extra; without it jax's own choice stands.
+    # pylint: disable-next=g-import-not-at-top
+    from tensorflow.compiler.mlir.stablehlo import stablehlo as tf_stablehlo
     tf_version = tf_stablehlo.get_current_version()
   except (ImportError, AttributeError):
     tf_version = None
@@ -279,9 +284,8 @@ def _stablehlo_readable_by_tensorflow() -> Iterator[None]:
 
 def export_savedmodel(colorizer: Any, out_dir: str) -> str:
   """Writes a TF SavedModel of the serving function (jax2tf) to `<out_dir>/savedmodel`."""
-  from colorjax.core import tf_utils  # pylint: disable=g-import-not-at-top
   tf = tf_utils.import_tensorflow("the SavedModel export")  # The `tf` extra; off the GPUs.
-  from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
+  from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top  (b): imports TF.
 
   tf_fn = jax2tf.convert(serving_function(colorizer), with_gradient=False,
                          polymorphic_shapes=[f"({INPUT_SHAPE})"])
@@ -314,10 +318,13 @@ flags.DEFINE_list("platforms", "cpu,cuda", "comma-separated StableHLO platforms,
 
 
 def _export(args: cli.Args) -> int:
-  from colorjax.core import console  # pylint: disable=g-import-not-at-top
   console.quiet_libraries()  # Before TensorFlow or Orbax load.
-  from colorjax import inference  # pylint: disable=g-import-not-at-top
-  from colorjax.core import checkpointing, tf_utils  # pylint: disable=g-import-not-at-top
+  # (a) Orbax (~250 ms) stays out of `import colorjax.export`, which load_stablehlo needs, and
+  # loads after quiet_libraries above; inference as in serving_function.
+  # pylint: disable=g-import-not-at-top
+  from colorjax import inference
+  from colorjax.core import checkpointing
+  # pylint: enable=g-import-not-at-top
   savedmodel = args.format in ("savedmodel", "all")
   if savedmodel and not tf_utils.tensorflow_available():
     # Without TF (the core install), --format=all is the StableHLO module alone.
