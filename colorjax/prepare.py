@@ -34,8 +34,11 @@ from typing import Sequence
 from absl import flags
 
 from colorjax.core import cli
+from colorjax.core import diskspace
 from colorjax.core import errors
+from colorjax.core import tf_utils
 from colorjax.data import images
+from colorjax.data import prepare
 
 COMMAND = cli.Command("python -m colorjax.prepare", __doc__, required=("src",))
 _FLAGS = COMMAND.flags
@@ -81,6 +84,7 @@ def _convert_fid_weights(src: str, dst: str) -> int:
   if not os.path.isfile(src):
     raise errors.UserError(f"--src={src} is not a file: with --fid_weights, --src is pytorch-fid's "
                            "pt_inception-2015-12-05-6726825d.pth")
+  # (a) Flax and JAX (~580 ms), which preparing a dataset never needs.
   from colorjax.evals import inception  # pylint: disable=g-import-not-at-top
   try:
     inception.convert_pytorch_fid(src, dst)
@@ -107,12 +111,9 @@ def _prepare(args: cli.Args) -> int:
     raise errors.UserError(f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
                            "required for a dataset (or --fid_weights=OUT.npz to convert FID "
                            "weights from --src)  (--help lists the flags)")
-  from colorjax.core import tf_utils  # pylint: disable=g-import-not-at-top
   if not tf_utils.tensorflow_available():  # Say so now, not after decoding every photo.
     raise errors.UserError(f"colorjax.prepare needs TensorFlow and TFDS, which the core install "
                            f"leaves out: {tf_utils.INSTALL_HINT}")
-  from colorjax.core import diskspace  # pylint: disable=g-import-not-at-top
-  from colorjax.data import prepare  # pylint: disable=g-import-not-at-top
   try:
     prepare.prepare(args.src, args.name, args.data_dir, max_side=args.max_side,
                     short_side=args.short_side, image_format=args.image_format,

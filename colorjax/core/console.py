@@ -11,10 +11,14 @@ from __future__ import annotations
 import contextlib
 import glob
 import json
+import logging as std_logging
 import os
 import sys
 import time
 from typing import Any, Iterator, Mapping, TextIO
+
+from absl import logging
+from tqdm import tqdm
 
 # Shown in the progress line, in this order, when the step reports them.
 LOSS_KEYS = ("g_loss", "d_loss", "g_l1", "g_ce")
@@ -67,6 +71,8 @@ class TrainProgress:
       return
     now = time.perf_counter()
     if self._rate_start is None:
+      # (a) colorize, serve and export import this module before they know they need JAX
+      # (~650 ms): their --help and usage errors answer without it.
       import jax  # pylint: disable=g-import-not-at-top
       jax.block_until_ready(metrics)
       now = time.perf_counter()
@@ -74,7 +80,6 @@ class TrainProgress:
       self._rate_start = (step, now)
       self._last_line = now
       if _is_tty(self._stream):
-        from tqdm import tqdm  # pylint: disable=g-import-not-at-top
         self._bar = tqdm(total=self._total, initial=step, unit="step", file=self._stream,
                          dynamic_ncols=True, smoothing=0.1)
       return
@@ -190,7 +195,6 @@ class _DropReadOnlyNotice:
 def read_only_notices_hidden() -> Iterator[None]:
   """Within the block, Orbax's read-only notices (`_DropReadOnlyNotice`) are dropped, and only
   those: for library calls (`inference.Colorizer.from_workdir`) from a user's own Python."""
-  import logging as std_logging  # pylint: disable=g-import-not-at-top
   notice_filter = _DropReadOnlyNotice()
   logger = std_logging.getLogger("absl")
   logger.addFilter(notice_filter)
@@ -207,8 +211,6 @@ def quiet_libraries(verbose: bool = False) -> None:
   environment once. The oneDNN notice is printed whatever TF_CPP_MIN_LOG_LEVEL says; TF only
   reads datasets and runs exported SavedModels here, so its oneDNN kernels are not needed.
   """
-  import logging as std_logging  # pylint: disable=g-import-not-at-top
-  from absl import logging  # pylint: disable=g-import-not-at-top
   std_logging.getLogger("absl").addFilter(_DropReadOnlyNotice())
   if verbose:
     return
