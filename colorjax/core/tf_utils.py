@@ -29,7 +29,7 @@ def tensorflow_available() -> bool:
 def import_tensorflow(purpose: str) -> ModuleType:
   """`tensorflow`, kept off the GPUs; a one-line error naming the extra if it is missing."""
   try:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top  (b): the tf extra.
   except ImportError as e:
     raise TensorFlowMissingError(f"{purpose} needs TensorFlow, which the core install leaves "
                                  f"out: {INSTALL_HINT}") from e
@@ -43,7 +43,7 @@ def import_tfds(purpose: str) -> ModuleType:
   TFDS but not TF (tensorflow-datasets 4.9.10): `pip install "colorjax[tfds]"` is enough."""
   hide_tf_from_accelerators()
   try:
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top  (b): tfds extra.
   except ImportError as e:
     raise TensorFlowMissingError(
         f"{purpose} needs TensorFlow Datasets, which the core install leaves out: "
@@ -55,5 +55,5 @@ def import_tfds(purpose: str) -> ModuleType:
 def hide_tf_from_accelerators() -> None:
   """Keeps TF, if installed, off the GPUs; a no-op without TF (nothing then to keep away)."""
   if tensorflow_available():
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top  (b): the tf extra.
     tf.config.set_visible_devices([], "GPU")

@@ -15,6 +15,7 @@ import math
 from typing import Any, Sequence
 
 from absl import flags
+import cv2
 import grain
 import jax
 import numpy as np
@@ -72,7 +73,6 @@ def sample_crop(height: int, width: int, rng: np.random.Generator,
 def resize_square(rgb: np.ndarray, size: int) -> np.ndarray:
   """`rgb` (any strides) resized to size x size: bilinear down to 2x shrinking (what the JPEG
   path's DCT scaling leaves), area averaging beyond, where bilinear would alias."""
-  import cv2  # pylint: disable=g-import-not-at-top  (imported on first use: a heavy module)
   if rgb.strides[-1] != 1 or rgb.strides[-2] != rgb.shape[-1]:
     rgb = np.ascontiguousarray(rgb)  # Rotated EXIF views: OpenCV needs packed pixels.
   shrink = min(rgb.shape[0], rgb.shape[1]) / size
@@ -84,7 +84,6 @@ def _maybe_flip(out: np.ndarray, rng: np.random.Generator, flip: bool) -> np.nda
   """A horizontal flip with probability 1/2 (OpenCV's: numpy's copy of a reversed view of
   3-byte pixels costs more than the resize)."""
   if flip and rng.random() < 0.5:
-    import cv2  # pylint: disable=g-import-not-at-top
     return cv2.flip(out, 1)
   return np.ascontiguousarray(out)
 

@@ -21,7 +21,9 @@ import os
 from typing import Any, Callable, Sequence
 
 import numpy as np
+import skimage.data
 
+from colorjax.core import tf_utils
 from colorjax.core.registry import Registry
 from colorjax.data import images
 from colorjax.data import splits
@@ -75,7 +77,6 @@ class EmbeddedPhotos:
   this source shows that training works end to end, not how well a model generalises.
   """
   def __init__(self):
-    import skimage.data  # Imported here so that other sources do not pay for it.
     left, right, _ = skimage.data.stereo_motorcycle()
     photos = [skimage.data.astronaut(), skimage.data.chelsea(), skimage.data.coffee(),
               skimage.data.rocket(), left, right]
@@ -173,7 +174,6 @@ def _abridged(text: str, head: int = 3, tail: int = 4) -> str:
 
 def _tfds_source(name: str, split: str, data_dir: str | None,
                  how_to_get: str | None) -> Sequence[Any]:
-  from colorjax.core import tf_utils  # TFDS is an extra: imported only for a TFDS dataset name.
   tfds = tf_utils.import_tfds(f"dataset {name!r} (not a folder: a TFDS name)")
   try:
     # The encoded image bytes, not TFDS's decoding: the pipeline decodes them itself (JPEGs at
