@@ -378,4 +378,3 @@ def resolve_backend(choice: str) -> str:
     return choice
   cpu = jax.default_backend() == "cpu"
   return "onnxruntime" if cpu and onnxruntime_available() else "jax"
-

@@ -91,4 +91,3 @@ class Graph:
     if is_static(shape):
       return self.constant([int(d) for d in shape], np.int64)
     return self.node("Concat", [self.dim(d) for d in shape], axis=0)
-

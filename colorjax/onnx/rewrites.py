@@ -152,4 +152,3 @@ def optimize(g: Graph, outputs: Sequence[str]) -> None:
     r.index()
     if not (_activations(r) or _fold_affine_into_conv(r)):
       return
-

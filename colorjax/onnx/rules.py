@@ -357,4 +357,3 @@ def _input_dilated_conv(g: Graph, x: str, kernel: np.ndarray, p: dict, groups: i
   flipped = np.ascontiguousarray(np.flip(kernel, axis=(2, 3)).transpose(1, 0, 2, 3))
   return g.node("ConvTranspose", [x, g.constant(flipped)], strides=list(p["lhs_dilation"]),
                 dilations=list(dilation), pads=pads, output_padding=output_padding)
-
