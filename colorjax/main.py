@@ -30,6 +30,7 @@ import ml_collections
 
 from colorjax.core import cli
 from colorjax.core import config_files
+from colorjax.core import console
 from colorjax.core import errors
 
 # The trainer's modules (JAX, Flax, Orbax, grain) load in `_run`, after the flags and the config
@@ -177,7 +178,6 @@ def _run(args: cli.Args) -> int:
     return errors.report("--workdir is required, e.g. --workdir=runs/lsgan")
   cli.use_absl_logging(args.verbosity)
   faulthandler.enable()  # A crash or a hang's stacks, as absl's app.run gives.
-  from colorjax.core import console  # pylint: disable=g-import-not-at-top
   # Without --verbosity only the libraries' warnings and errors reach the console (Orbax logs
   # ~60 INFO lines per checkpoint); before TensorFlow can load.
   console.quiet_libraries(verbose=args.verbosity is not None)
@@ -190,6 +190,7 @@ def _run(args: cli.Args) -> int:
   import jax
   from colorjax import preflight, train
   from colorjax.core import checkpointing, workdir_lock
+  from colorjax.training import prior
   # pylint: enable=g-import-not-at-top
   logging.info("JAX process %d of %d; local devices %s", jax.process_index(),
                jax.process_count(), jax.local_devices())
@@ -204,7 +205,6 @@ def _run(args: cli.Args) -> int:
       if jax.process_index() == 0:
         print(console.run_summary(workdir, time.perf_counter() - start), file=sys.stderr)
     elif args.mode == "prior":
-      from colorjax.training import prior  # pylint: disable=g-import-not-at-top
       print(prior.write_prior(config, workdir), file=sys.stderr)
     else:
       setup = preflight.check_eval(config, workdir)
