@@ -349,7 +349,11 @@ def _export(args: cli.Args) -> int:
     export_stablehlo(colorizer, out, args.platforms)
     print(f"wrote {os.path.join(out, STABLEHLO_FILE)} and {SIGNATURE_FILE}")
   if write_onnx:
-    print(f"wrote {export_onnx(colorizer, out)}")
+    try:
+      print(f"wrote {export_onnx(colorizer, out)}")
+    except NotImplementedError as e:  # The converter's bounds (colorjax/onnx/rules.py).
+      return errors.report(f"the ONNX export cannot write this model ({e}); "
+                           "--format=stablehlo exports every model", code=1)
   if savedmodel:
     print(f"wrote {export_savedmodel(colorizer, out)}")
   return 0

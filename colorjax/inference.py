@@ -38,6 +38,7 @@ import json
 import os
 from typing import Any, Sequence
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -47,6 +48,7 @@ from colorjax.color import hints as hints_lib
 from colorjax.color import lab
 from colorjax.core import checkpoint_trees
 from colorjax.core import console
+from colorjax.core import errors
 
 PyTree = Any
 CONFIG_FILE = "config.json"
@@ -284,7 +286,15 @@ class Colorizer:
       # (c) An import cycle: colorjax.onnx.runtime subclasses Colorizer, so it imports this
       # module; (b) too: only this backend needs the onnx extra.
       from colorjax.onnx import runtime  # pylint: disable=g-import-not-at-top
-      cls = runtime.OnnxRuntimeColorizer
+      try:
+        return runtime.OnnxRuntimeColorizer(config, generator, decode, variables, step,
+                                            render_size, batch_size)
+      except errors.UserError as e:
+        if backend != "auto":
+          raise
+        # "auto" only picks the faster backend: a model the converter cannot express runs
+        # in JAX, which runs every model.
+        logging.info("%s; running it in JAX", e)
     return cls(config, generator, decode, variables, step, render_size, batch_size)
 
   def with_conv(self, conv: str, platforms: Sequence[str] | None = None) -> "Colorizer":

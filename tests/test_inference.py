@@ -157,3 +157,24 @@ def test_inference_uses_xla_convolutions_unless_told():
   assert inference.inference_conv("im2col") == "im2col"
   colorizer = random_colorizer("lsgan")
   assert colorizer.with_conv("auto").generator.conv == "xla"
+
+
+@pytest.mark.slow  # A trained model (conftest's trained_tiny) and three ONNX conversions.
+def test_a_model_the_onnx_converter_cannot_write_runs_in_jax_or_fails_in_one_line(
+    workdir, colorizer, monkeypatch, tmp_path, capsys):
+  from colorjax import export  # pylint: disable=g-import-not-at-top
+  from colorjax.core import errors  # pylint: disable=g-import-not-at-top
+  from colorjax.onnx import rules  # pylint: disable=g-import-not-at-top
+  # The real converter without its convolution rule: the generator hits its bounds.
+  monkeypatch.delitem(rules.RULES, "conv_general_dilated")
+  photo = skimage.data.astronaut()[::8, ::8]
+  auto = inference.Colorizer.from_workdir(workdir, backend="auto")
+  assert not isinstance(auto, runtime.OnnxRuntimeColorizer)
+  np.testing.assert_array_equal(auto(photo), colorizer(photo))  # "auto": JAX, same output.
+  with pytest.raises(errors.UserError, match=r"onnxruntime backend cannot run this model "
+                     r"\(no ONNX rule for the JAX primitive 'conv_general_dilated'\)"):
+    inference.Colorizer.from_workdir(workdir, backend="onnxruntime")
+  assert export.main([f"--workdir={workdir}", "--format=onnx", f"--out={tmp_path}"]) == 1
+  err = capsys.readouterr().err
+  assert ("the ONNX export cannot write this model (no ONNX rule for the JAX primitive "
+          "'conv_general_dilated'); --format=stablehlo exports every model") in err

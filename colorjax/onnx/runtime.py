@@ -32,7 +32,11 @@ class OnnxRuntimeColorizer(inference.Colorizer):
     # (b) The onnx extra: imported after the check above, so that without it the error is the
     # one line above, not a ModuleNotFoundError.
     import onnxruntime  # pylint: disable=g-import-not-at-top
-    model = export.onnx_generator(self)
+    try:
+      model = export.onnx_generator(self)
+    except NotImplementedError as e:  # The converter's bounds (colorjax/onnx/rules.py).
+      raise errors.UserError(f"the onnxruntime backend cannot run this model ({e}); use "
+                             "--backend=jax") from e
     onnxruntime.set_default_logger_severity(3)  # Errors only: a library prints nothing unasked.
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
